@@ -1,0 +1,208 @@
+package xenbundle
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vxn-dev/vxn/pkg/bbconf"
+	"github.com/vxn-dev/vxn/pkg/guest"
+	"github.com/vxn-dev/vxn/pkg/plan"
+)
+
+// Inputs are the guest-set flags shared by plan and install.
+type Inputs struct {
+	Confs        []string
+	Manifest     string
+	DeployDir    string
+	UnpackDir    string
+	Machine      string
+	Image        string
+	KernelType   string
+	Sets         []string
+	Guests       []string
+	List         string
+	HostMemoryMB int
+	Dom0MemoryMB int
+}
+
+// machineOverrides returns the OVERRIDES a bitbake build would have for
+// machine and image.
+func machineOverrides(machine, image string) []string {
+	o := []string{"class-target", "linux", "pn-" + image, machine}
+	switch {
+	case strings.Contains(machine, "x86-64"), strings.Contains(machine, "x86_64"):
+		o = append(o, "x86-64")
+	case strings.Contains(machine, "arm64"), strings.Contains(machine, "aarch64"):
+		o = append(o, "aarch64")
+	}
+	if strings.HasPrefix(machine, "qemu") {
+		o = append(o, "qemuall")
+	}
+	return o
+}
+
+// load reads the inputs into guest specs and the build environment.
+func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
+	env := plan.Env{HostMemoryMB: in.HostMemoryMB, Dom0MemoryMB: in.Dom0MemoryMB}
+	if in.Manifest != "" && len(in.Confs) > 0 {
+		return nil, env, errors.New("give either --conf files or --manifest, not both")
+	}
+	if in.Manifest == "" && len(in.Confs) == 0 && len(in.Guests) == 0 {
+		return nil, env, errors.New("no guests: give --conf FILE (bitbake-style, with BUNDLED_XEN_GUESTS), --manifest FILE (YAML) or --guest ENTRY")
+	}
+	if in.Manifest != "" {
+		return in.loadManifest(env)
+	}
+	d := bbconf.New(bbconf.Options{Overrides: machineOverrides(in.machine(), in.Image)})
+	for _, f := range in.Confs {
+		if err := d.ParseFile(f); err != nil {
+			return nil, env, err
+		}
+	}
+	flagVars := map[string]string{"DEPLOY_DIR_IMAGE": in.DeployDir, "UNPACKDIR": in.UnpackDir, "MACHINE": in.Machine, "KERNEL_IMAGETYPE": in.KernelType}
+	for k, v := range flagVars {
+		if v != "" {
+			d.Set(k, v)
+		}
+	}
+	for _, kv := range in.Sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, env, fmt.Errorf("--set %q: expected VAR=VALUE", kv)
+		}
+		d.Set(k, v)
+	}
+	list := in.List
+	if list == "" {
+		list = guest.ListBundled
+	}
+	if len(in.Guests) > 0 {
+		cur, _, err := d.Get(list)
+		if err != nil {
+			return nil, env, err
+		}
+		d.Set(list, strings.TrimSpace(cur+" "+strings.Join(in.Guests, " ")))
+	}
+	get := func(name, def string) (string, error) {
+		v, ok, err := d.Get(name)
+		if err != nil {
+			return "", err
+		}
+		if !ok || strings.TrimSpace(v) == "" {
+			return def, nil
+		}
+		return strings.TrimSpace(v), nil
+	}
+	var err error
+	if env.Machine, err = get("MACHINE", "qemux86-64"); err != nil {
+		return nil, env, err
+	}
+	if env.DeployDir, err = get("DEPLOY_DIR_IMAGE", ""); err != nil {
+		return nil, env, err
+	}
+	if env.UnpackDir, err = get("UNPACKDIR", ""); err != nil {
+		return nil, env, err
+	}
+	if env.KernelImageType, err = get("KERNEL_IMAGETYPE", plan.DefaultKernelImageType(env.Machine)); err != nil {
+		return nil, env, err
+	}
+	if env.ImageFstype, err = get("XEN_GUEST_IMAGE_FSTYPE", guest.DefaultImageFstype); err != nil {
+		return nil, env, err
+	}
+	if env.DefaultImageSizeMB, err = guest.DefaultImageSize(d); err != nil {
+		return nil, env, err
+	}
+	specs, err := guest.FromVars(varsAdapter{d}, list)
+	if err != nil {
+		return nil, env, err
+	}
+	return specs, env, nil
+}
+
+func (in *Inputs) machine() string {
+	if in.Machine != "" {
+		return in.Machine
+	}
+	return "qemux86-64"
+}
+
+func (in *Inputs) loadManifest(env plan.Env) ([]*guest.Spec, plan.Env, error) {
+	m, err := guest.LoadManifest(in.Manifest)
+	if err != nil {
+		return nil, env, err
+	}
+	vars := m.Variables
+	pick := func(flag, name, def string) string {
+		if flag != "" {
+			return flag
+		}
+		if v := vars[name]; v != "" {
+			return v
+		}
+		return def
+	}
+	base := filepath.Dir(in.Manifest)
+	rel := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			return filepath.Join(base, p)
+		}
+		return p
+	}
+	env.Machine = pick(in.Machine, "MACHINE", "qemux86-64")
+	env.DeployDir = pick(in.DeployDir, "DEPLOY_DIR_IMAGE", "")
+	if in.DeployDir == "" {
+		env.DeployDir = rel(env.DeployDir)
+	}
+	env.UnpackDir = pick(in.UnpackDir, "UNPACKDIR", "")
+	if in.UnpackDir == "" {
+		env.UnpackDir = rel(env.UnpackDir)
+	}
+	env.KernelImageType = pick(in.KernelType, "KERNEL_IMAGETYPE", plan.DefaultKernelImageType(env.Machine))
+	env.ImageFstype = pick("", "XEN_GUEST_IMAGE_FSTYPE", guest.DefaultImageFstype)
+	env.DefaultImageSizeMB = m.DefaultImageSize()
+	specs, err := m.Specs(in.Manifest)
+	if err != nil {
+		return nil, env, err
+	}
+	for _, g := range in.Guests {
+		entries, err := guest.ParseEntries(g, "--guest")
+		if err != nil {
+			return nil, env, err
+		}
+		for _, e := range entries {
+			specs = append(specs, guest.New(e))
+		}
+	}
+	expand := func(s string) string {
+		return os.Expand(s, func(k string) string {
+			switch k {
+			case "DEPLOY_DIR_IMAGE":
+				return env.DeployDir
+			case "UNPACKDIR":
+				return env.UnpackDir
+			case "MACHINE":
+				return env.Machine
+			case "KERNEL_IMAGETYPE":
+				return env.KernelImageType
+			}
+			if v, ok := vars[k]; ok {
+				return v
+			}
+			return "${" + k + "}"
+		})
+	}
+	for _, s := range specs {
+		for _, p := range []*string{&s.Rootfs, &s.Kernel, &s.Ramdisk, &s.ConfigFile, &s.SourceFile, &s.Extra} {
+			*p = expand(*p)
+		}
+		for _, p := range []*string{&s.ConfigFile, &s.SourceFile} {
+			if *p != "" && !filepath.IsAbs(*p) && env.UnpackDir == "" {
+				*p = rel(*p)
+			}
+		}
+	}
+	return specs, env, nil
+}
