@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"sort"
 	"strings"
 
 	"github.com/vxn-dev/vxn/pkg/guest"
@@ -75,42 +76,78 @@ func customConfig(g *Guest) ([]byte, error) {
 	if g.Import != nil {
 		names[path.Base(g.Import.Source)] = true
 	}
-	matched := 0
-	_, err = f.RewriteDisks(func(d xlcfg.Disk) (string, bool) {
-		if names[path.Base(d.Target)] {
-			matched++
-			return g.RootfsPath, true
+	// Decide which disk entries refer to the bundled root disk.
+	var disks []xlcfg.Disk
+	if v, ok := f.Get("disk"); ok {
+		specs, err := v.StringList()
+		if err != nil {
+			return nil, customErr(g, fmt.Sprintf("%s: disk: %v", g.ConfigFrom, err))
 		}
-		return "", false
-	})
-	if err == nil && matched == 0 {
-		first := true
-		_, err = f.RewriteDisks(func(d xlcfg.Disk) (string, bool) {
-			ok := d.Vdev == s.DiskDevice || (first && s.DiskDevice == guest.DefaultDiskDevice && d.Vdev == "")
-			first = false
-			if ok && matched == 0 {
-				matched++
+		for _, spec := range specs {
+			d, err := xlcfg.ParseDisk(spec)
+			if err != nil {
+				return nil, customErr(g, fmt.Sprintf("%s: disk %q: %v", g.ConfigFrom, spec, err))
+			}
+			disks = append(disks, d)
+		}
+	}
+	targets := map[string]bool{}
+	for _, d := range disks {
+		if d.HasTarget && names[path.Base(d.Target)] {
+			targets[d.Target] = true
+		}
+	}
+	if len(targets) == 0 {
+		// Upstream rewrites the first disk; we take the disk on the
+		// guest's root device, else the first one.
+		for i, d := range disks {
+			if d.HasTarget && (d.Vdev == s.DiskDevice || i == 0 && !hasVdev(disks, s.DiskDevice)) {
+				targets[d.Target] = true
+				break
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return nil, customErr(g, fmt.Sprintf("%s: no disk refers to the bundled root disk (no target named %s and no disk on %s)", g.ConfigFrom, strings.Join(keys(names), " or "), s.DiskDevice))
+	}
+	boot := map[string]string{"kernel": g.KernelPath, "ramdisk": g.RamdiskPath}
+	_, err = xlcfg.Rewrite(f, xlcfg.Rewriter{
+		DiskTarget: func(old string) (string, bool) {
+			if targets[old] {
 				return g.RootfsPath, true
 			}
 			return "", false
-		})
-	}
+		},
+	})
 	if err != nil {
-		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingConfigFile, Origin: s.Origin[guest.SettingConfigFile], Msg: err.Error()}
+		return nil, customErr(g, err.Error())
 	}
-	if matched == 0 {
-		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingConfigFile, Origin: s.Origin[guest.SettingConfigFile],
-			Msg: fmt.Sprintf("%s: no disk refers to the bundled root disk (no target named %s and no disk on %s)", g.ConfigFrom, strings.Join(keys(names), " or "), s.DiskDevice)}
-	}
-	for _, k := range []struct{ key, val string }{{"kernel", g.KernelPath}, {"ramdisk", g.RamdiskPath}} {
-		if k.val == "" {
-			continue // HVM or no ramdisk: leave any line alone.
+	for _, key := range []string{"kernel", "ramdisk"} {
+		newPath := boot[key]
+		if newPath == "" {
+			continue // HVM or no ramdisk: a line that is there stays as it is.
 		}
-		if err := f.SetString(k.key, k.val); err != nil {
-			return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingConfigFile, Msg: err.Error()}
+		if _, ok := f.Get(key); !ok {
+			continue // only paths the config uses are rewritten
+		}
+		if _, err := xlcfg.Rewrite(f, xlcfg.Rewriter{BootKeys: []string{key}, BootFile: func(string) (string, bool) { return newPath, true }}); err != nil {
+			return nil, customErr(g, err.Error())
 		}
 	}
 	return f.Bytes(), nil
+}
+
+func customErr(g *Guest, msg string) error {
+	return &guest.Error{Guest: g.Spec.Name, Setting: guest.SettingConfigFile, Origin: g.Spec.Origin[guest.SettingConfigFile], Msg: msg}
+}
+
+func hasVdev(disks []xlcfg.Disk, vdev string) bool {
+	for _, d := range disks {
+		if d.Vdev == vdev {
+			return true
+		}
+	}
+	return false
 }
 
 func keys(m map[string]bool) []string {
@@ -118,6 +155,6 @@ func keys(m map[string]bool) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return out
 }
