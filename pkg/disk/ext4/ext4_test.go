@@ -379,12 +379,19 @@ func TestTwentyThousandFiles(t *testing.T) {
 	}
 }
 
+func dirE(name string, mode int64) tarEnt {
+	return tarEnt{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode}}
+}
+
+func tarHdrReg(name string, mode int64) tar.Header {
+	return tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}
+}
+
 func TestOddTar(t *testing.T) {
 	needTools(t)
 	reg := func(name, data string) tarEnt {
 		return tarEnt{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, data: []byte(data)}
 	}
-	dirE := func(name string) tarEnt { return tarEnt{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}} }
 	sym := func(name, target string) tarEnt {
 		return tarEnt{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}}
 	}
@@ -399,15 +406,15 @@ func TestOddTar(t *testing.T) {
 		{"symlinked parent", []tarEnt{sym("a", "/etc"), reg("a/b", "x")}, "path not found"},
 		{"duplicate empty file", []tarEnt{reg("f", ""), reg("f", "")}, ""},
 		{"duplicate file with data", []tarEnt{reg("f", "one"), reg("f", "two")}, "cannot overwrite"},
-		{"duplicate dir", []tarEnt{dirE("d"), reg("d/x", "1"), dirE("d")}, ""},
+		{"duplicate dir", []tarEnt{dirE("d", 0o755), reg("d/x", "1"), dirE("d", 0o755)}, ""},
 		{"hardlink to missing", []tarEnt{hard("l", "nope")}, "file not found"},
-		{"hardlink to dir", []tarEnt{dirE("d"), hard("l", "d")}, "cannot be a directory"},
+		{"hardlink to dir", []tarEnt{dirE("d", 0o755), hard("l", "d")}, "cannot be a directory"},
 		{"hardlink to itself", []tarEnt{reg("f", "x"), hard("f", "f")}, "cannot orphan"},
 		{"hardlink to root", []tarEnt{hard("l", "./")}, "root directory"},
-		{"file over dir", []tarEnt{dirE("d"), reg("d", "x")}, "cannot replace a directory"},
-		{"dir over file", []tarEnt{reg("d", "x"), dirE("d")}, "cannot replace a file"},
+		{"file over dir", []tarEnt{dirE("d", 0o755), reg("d", "x")}, "cannot replace a directory"},
+		{"dir over file", []tarEnt{reg("d", "x"), dirE("d", 0o755)}, "cannot replace a file"},
 		{"name too long", []tarEnt{reg(strings.Repeat("n", 256), "x")}, "invalid name"},
-		{"dot entry", []tarEnt{dirE("./"), reg("./x", "1")}, ""},
+		{"dot entry", []tarEnt{dirE("./", 0o755), reg("./x", "1")}, ""},
 		{"file as root", []tarEnt{reg(".", "x")}, "cannot replace a directory"},
 		{"dotdot", []tarEnt{reg("../../escape", "x")}, ""},
 		{"symlink target too long", []tarEnt{sym("s", strings.Repeat("t", 5000))}, "longer than"},

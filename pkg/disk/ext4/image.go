@@ -259,6 +259,17 @@ func (b *Batch) WriteFile(p, hostSrc string, mode os.FileMode, uid, gid int) {
 		return
 	}
 	dir, base := path.Split(p)
+	// The directory must exist (before the batch or made by it): otherwise
+	// "cd" would fail and debugfs would write into the wrong directory.
+	dirClean := path.Clean(dir)
+	if dirClean != "/" && !b.made[dirClean] {
+		b.pre = append(b.pre, dirClean)
+		b.after = append(b.after, func(exists map[string]bool) {
+			if !exists[dirClean] {
+				b.fail(fmt.Errorf("ext4: WriteFile %s: directory %s does not exist in the image", p, dirClean))
+			}
+		})
+	}
 	b.n++
 	tmpName := fmt.Sprintf(".vxn-tmp-%d-%d", os.Getpid(), b.n)
 	tmp := path.Join(dir, tmpName)
@@ -325,6 +336,9 @@ func (b *Batch) run() error {
 		for _, f := range b.after {
 			f(exists)
 		}
+		if b.err != nil {
+			return b.err
+		}
 		// Apply inserts from the back so indexes stay valid.
 		sort.SliceStable(b.inserts, func(i, j int) bool { return b.inserts[i].idx > b.inserts[j].idx })
 		for _, in := range b.inserts {
@@ -345,7 +359,8 @@ func (im *Image) exists(paths []string) (map[string]bool, error) {
 	}
 	m := map[string]bool{}
 	for i, c := range cmds {
-		m[paths[i]] = len(c.out) > 0 && strings.HasPrefix(c.out[0], "Inode:")
+		// Only directories count: a file in the way makes mkdir fail.
+		m[paths[i]] = len(c.out) > 0 && strings.HasPrefix(c.out[0], "Inode:") && strings.Contains(c.out[0], "Type: directory")
 	}
 	return m, nil
 }
@@ -408,7 +423,7 @@ func (im *Image) exec(write bool, cmds []*dcmd) error {
 			continue
 		}
 		for _, l := range c.out {
-			if !allowed(l, c.allow) {
+			if strings.TrimSpace(l) != "" && !allowed(l, c.allow) {
 				errs = append(errs, fmt.Errorf("ext4: debugfs %s: %s: %s", im.path, c.line, l))
 				break
 			}
