@@ -56,11 +56,11 @@ type Disk struct {
 	Discard, Colo, Trusted, GrantUsage Tristate
 	// ColoHost, ColoPort, ColoExport, ActiveDisk and HiddenDisk are the COLO
 	// settings.
-	ColoHost    string
-	ColoPort    int
-	ColoExport  string
-	ActiveDisk  string
-	HiddenDisk  string
+	ColoHost   string
+	ColoPort   int
+	ColoExport string
+	ActiveDisk string
+	HiddenDisk string
 	// Prefixes lists deprecated prefixes in order ("phy", "file", "tap",
 	// "aio", "raw", ...).
 	Prefixes []string
@@ -101,7 +101,10 @@ type diskParser struct {
 	backendSet bool
 	scriptSet  bool
 	strSet     map[string]bool
+	nextNL     []int // nextNL[i] is the offset of the first '\n' at or after i
 }
+
+func (p *diskParser) lineEnd(i int) int { return p.nextNL[i] }
 
 // ParseDisk parses a disk spec string exactly as xl's libxlu_disk_l.l does,
 // in its positional form ("[target],[format],[vdev],[access]" after optional
@@ -109,7 +112,15 @@ type diskParser struct {
 // ("format=raw, vdev=xvda, access=rw, target=/img") or a mixture.
 func ParseDisk(spec string) (Disk, error) {
 	d := Disk{Spec: spec, ReadWrite: true, targetStart: -1, targetEnd: -1}
-	p := &diskParser{s: spec, d: &d, strSet: map[string]bool{}}
+	p := &diskParser{s: spec, d: &d, strSet: map[string]bool{}, nextNL: make([]int, len(spec)+1)}
+	p.nextNL[len(spec)] = len(spec)
+	for i := len(spec) - 1; i >= 0; i-- {
+		if spec[i] == '\n' {
+			p.nextNL[i] = i
+		} else {
+			p.nextNL[i] = p.nextNL[i+1]
+		}
+	}
 	if i := strings.IndexByte(spec, 0); i >= 0 {
 		return Disk{}, &DiskError{Spec: spec, Offset: i, Near: spec[i:], Msg: "NUL byte in disk spec"}
 	}
@@ -149,13 +160,6 @@ func (p *diskParser) fail(off int, near, msg string) {
 	if p.err == nil {
 		p.err = &DiskError{Spec: p.s, Offset: off, Near: near, Msg: msg}
 	}
-}
-
-func lineEnd(s string, i int) int {
-	if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
-		return i + j
-	}
-	return len(s)
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
@@ -282,7 +286,7 @@ func (p *diskParser) step(pos int) int {
 		}
 		total := r - pos
 		if r < len(s) {
-			total = lineEnd(s, r) - pos
+			total = p.lineEnd(r) - pos
 		}
 		try(total, r-pos, func() {})
 	}
@@ -312,7 +316,7 @@ func (p *diskParser) step(pos int) int {
 
 	// target=.*
 	if strings.HasPrefix(rest, "target=") {
-		n := lineEnd(s, pos) - pos
+		n := p.lineEnd(pos) - pos
 		try(n, n, func() {
 			text := rest[:n]
 			val := text[len("target="):]
@@ -344,7 +348,7 @@ func (p *diskParser) step(pos int) int {
 				continue
 			}
 			text := len(name) + 1
-			total := lineEnd(s, pos) - pos
+			total := p.lineEnd(pos) - pos
 			name, kind := name, dp.kind
 			try(total, text, func() {
 				p.hadPrefix = true
@@ -369,7 +373,7 @@ func (p *diskParser) step(pos int) int {
 			text := i + 1
 			total := text
 			if text < len(rest) && !isLower(rest[text]) && !isDigit(rest[text]) {
-				total = lineEnd(s, pos+text+1) - pos
+				total = p.lineEnd(pos+text+1) - pos
 			}
 			try(total, text, func() { p.fail(pos, rest[:text], "unknown deprecated disk prefix") })
 		}
@@ -392,7 +396,7 @@ func (p *diskParser) step(pos int) int {
 
 	// . : anything else (not a newline) is bad syntax
 	if best < 0 {
-		p.fail(pos, rest[:lineEnd(rest, 0)], "bad disk syntax")
+		p.fail(pos, s[pos:p.lineEnd(pos)], "bad disk syntax")
 		return len(rest)
 	}
 	act()

@@ -3,6 +3,7 @@ package xlcfg
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -148,11 +149,11 @@ type token struct {
 }
 
 type parser struct {
-	name string
-	src  []byte
-	pos  int
-	tok  token
-	err  *Error
+	name  string
+	src   []byte
+	pos   int
+	tok   token
+	lines []int // offsets of line starts, built lazily
 }
 
 // Parse parses an xl configuration file. name is used in error messages,
@@ -170,8 +171,23 @@ func Parse(name string, src []byte) (*File, error) {
 	return f, nil
 }
 
+// lineCol returns the 1-based line and column of off, using an index of
+// line starts built on first use so that positions cost O(log n).
+func (p *parser) lineCol(off int) (int, int) {
+	if p.lines == nil {
+		p.lines = []int{0}
+		for i, c := range p.src {
+			if c == '\n' {
+				p.lines = append(p.lines, i+1)
+			}
+		}
+	}
+	i := sort.Search(len(p.lines), func(i int) bool { return p.lines[i] > off }) - 1
+	return i + 1, off - p.lines[i] + 1
+}
+
 func (p *parser) errAt(off int, format string, args ...any) *Error {
-	line, col := lineCol(p.src, off)
+	line, col := p.lineCol(off)
 	return &Error{Name: p.name, Line: line, Col: col, Offset: off, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -386,7 +402,7 @@ func (p *parser) parseFile(f *File) error {
 
 func (p *parser) parseAssignment() (*stmt, error) {
 	st := &stmt{key: p.tok.text, keyStart: p.tok.start, keyEnd: p.tok.end}
-	st.line, st.col = lineCol(p.src, p.tok.start)
+	st.line, st.col = p.lineCol(p.tok.start)
 	if err := p.next(); err != nil {
 		return nil, err
 	}
