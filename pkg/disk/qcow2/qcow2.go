@@ -328,7 +328,7 @@ func openBacking(img *Image, opts Options, depth int, seen []string) (layer, err
 			return nil, &Error{Path: img.path, Offset: -1, Msg: fmt.Sprintf("opening backing file %q", img.hdr.BackingFile), Err: err}
 		}
 		var m [4]byte
-		_, rerr := io.ReadFull(f, m[:])
+		_, rerr := f.ReadAt(m[:], 0)
 		f.Close()
 		format = "raw"
 		if rerr == nil && string(m[:]) == magic {
