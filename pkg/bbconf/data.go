@@ -435,7 +435,7 @@ func (d *Data) include(st stmt) error {
 
 func isFile(p string) bool {
 	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir()
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // resolve finds fn relative to the including file, then in the search path.

@@ -11,9 +11,10 @@ import (
 
 // Bounds that keep hostile input from hanging or exhausting memory.
 const (
-	maxExpandDepth = 100     // nested variable references
-	maxValueSize   = 1 << 20 // bytes of one expanded value
-	maxPasses      = 100     // re-expansion passes over one value
+	maxExpandDepth = 100      // nested variable references
+	maxValueSize   = 1 << 20  // bytes of one expanded value
+	maxPasses      = 100      // re-expansion passes over one value
+	maxWork        = 32 << 20 // bytes produced by all expansions of one read
 )
 
 // Value is an evaluated variable or flag.
@@ -136,6 +137,7 @@ type evaluator struct {
 	d     *Data
 	memo  map[string]memoEntry
 	stack []string
+	work  int
 }
 
 func newEvaluator(d *Data) *evaluator {
@@ -345,6 +347,9 @@ func (e *evaluator) substitute(s string, v val, owner string) (string, error) {
 		}
 	}
 	b.WriteString(s[i:])
+	if e.work += b.Len(); e.work > maxWork {
+		return "", &Error{Pos: v.firstPos(), Msg: fmt.Sprintf("expanding %s produces more than %d bytes in total", ownerName(owner), maxWork)}
+	}
 	if b.Len() > maxValueSize {
 		return "", &Error{Pos: v.firstPos(), Msg: fmt.Sprintf("expanded value of %s is larger than %d bytes", ownerName(owner), maxValueSize)}
 	}
