@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // maxIncludeDepth bounds include/require nesting.
@@ -102,8 +103,9 @@ type Data struct {
 	stack    []string // absolute paths of files being parsed
 	seq      int
 
-	gen       int   // bumped on every change
-	view      *Data // cached key-expanded copy
+	gen       int        // bumped on every change
+	viewMu    sync.Mutex // guards the view cache for concurrent readers
+	view      *Data      // cached key-expanded copy
 	viewGen   int
 	viewError error
 }
@@ -466,7 +468,8 @@ func (d *Data) Set(name, value string) {
 	_ = d.assign(name, "", opSet, textVal(value), Position{}, false)
 }
 
-// SetDefault sets a weak default, like "name ??= value".
+// SetDefault sets a weak default, like "name ??= value". It is ignored for
+// names ending in :append, :prepend or :remove (a syntax error in a file).
 func (d *Data) SetDefault(name, value string) {
 	if _, _, _, kw := splitKeywordName(name); kw {
 		return

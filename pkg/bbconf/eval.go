@@ -409,7 +409,9 @@ func (d *Data) finalView() (*Data, error) {
 	if len(keys) == 0 {
 		return d, nil
 	}
-	if d.view != nil && d.viewGen == d.gen {
+	d.viewMu.Lock()
+	defer d.viewMu.Unlock()
+	if d.viewGen == d.gen && (d.view != nil || d.viewError != nil) {
 		return d.view, d.viewError
 	}
 	sort.Strings(keys)
@@ -440,8 +442,15 @@ func (d *Data) finalView() (*Data, error) {
 }
 
 func (d *Data) clone() *Data {
-	c := *d
-	c.view = nil
+	c := &Data{
+		overrides:   d.overrides,
+		overrideSet: d.overrideSet,
+		search:      d.search,
+		inherits:    d.inherits,
+		files:       d.files,
+		seq:         d.seq,
+		gen:         d.gen,
+	}
 	c.vars = make(map[string]*variable, len(d.vars))
 	for k, v := range d.vars {
 		c.vars[k] = v.clone()
@@ -450,7 +459,7 @@ func (d *Data) clone() *Data {
 	for k, v := range d.ovr {
 		c.ovr[k] = slices.Clone(v)
 	}
-	return &c
+	return c
 }
 
 // renameVar is a port of BitBake's renameVar used by expandKeys: the value

@@ -256,3 +256,25 @@ unset EMPTY
 		t.Errorf("FlagOrigin (-want +got):\n%s", diff)
 	}
 }
+
+func TestConcurrentReads(t *testing.T) {
+	d := New(Options{})
+	if err := d.Parse("x.conf", []byte("A${B} = \"x\"\nB = \"2\"\nC = \"${A2}\"")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string)
+	for i := 0; i < 8; i++ {
+		go func() {
+			v, _, err := d.Get("C")
+			if err != nil {
+				v = err.Error()
+			}
+			done <- v
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if v := <-done; v != "x" {
+			t.Errorf("Get(C) = %q, want x", v)
+		}
+	}
+}
