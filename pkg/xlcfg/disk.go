@@ -396,6 +396,11 @@ func (p *diskParser) step(pos int) int {
 
 	// . : anything else (not a newline) is bad syntax
 	if best < 0 {
+		if pos == len(s)-1 {
+			// xl quirk: its LEXERR rule only fires on text after the bad
+			// character, so a bad last byte is silently ignored.
+			return 1
+		}
 		p.fail(pos, s[pos:p.lineEnd(pos)], "bad disk syntax")
 		return len(rest)
 	}

@@ -65,7 +65,7 @@ func TestParseDiskErrors(t *testing.T) {
 		{"/x,raw,xvda,rwx", "unknown value for access"},
 		{"foo=bar,/x,raw,xvda", "unknown parameter"},
 		{"abc:/x,raw,xvda", "unknown deprecated disk prefix"},
-		{"/x,raw,xvda,=", "bad disk syntax"},
+		{"/x,raw,xvda,=x", "bad disk syntax"},
 		{"format=raw,format=qcow2,vdev=xvda,target=/x", "format respecified"},
 		{"vdev=xvda,vdev=xvdb,target=/x", "vdev respecified"},
 		{"devtype=floppy,vdev=xvda,target=/x", "unknown value for type"},

@@ -26,6 +26,10 @@
 //     last line of a file without one); a carriage return outside a string or
 //     comment is a lexical error, so files with CRLF line endings are refused,
 //     as xl refuses them;
+//   - xl's lexer reports a bad character only when it goes on to scan the
+//     text after it, so a single bad character that is the last byte of the
+//     input (a stray "#", ")" or "\r" with no newline after it) is silently
+//     ignored; this package does the same, in configs and in disk specs;
 //   - lists may nest, span lines (newlines and comments are allowed after "[",
 //     around items and after ","), and may end with a trailing comma;
 //   - KEY += VALUE appends to the previous value of KEY (string to string,

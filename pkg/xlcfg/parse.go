@@ -255,6 +255,9 @@ func (p *parser) next() error {
 		return one(tNewline)
 	case c == '#':
 		nl := bytes.IndexByte(src[start:], '\n')
+		if nl < 0 && start == len(src)-1 {
+			break // a lone '#' as the last byte: see the quirk below
+		}
 		if nl < 0 {
 			return p.errAt(start, "lexical error: comment at end of file is not followed by a newline (xl requires one)")
 		}
@@ -262,7 +265,17 @@ func (p *parser) next() error {
 		p.tok = token{kind: tNewline, start: start, end: p.pos}
 		return nil
 	case c == '\'' || c == '"':
-		return p.scanString(start, c)
+		if err := p.scanString(start, c); err == nil || start != len(src)-1 {
+			return err
+		}
+	}
+	if start == len(src)-1 {
+		// xl quirk: its lexer reports a lexical error only when it scans
+		// the text after the offending character; a single bad character
+		// that is the very last byte of the input is silently dropped.
+		p.pos = len(src)
+		p.tok = token{kind: tEOF, start: len(src), end: len(src)}
+		return nil
 	}
 	switch c {
 	case '\r':
