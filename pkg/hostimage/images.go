@@ -1,0 +1,213 @@
+package hostimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+func run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// MakeExt4 builds an ext4 image at img from the directory dir with
+// `mkfs.ext4 -d` (e2fsprogs). The size is the content plus 25 %% plus
+// extraMB; the file is sparse. Ownership and modes come from dir, so build
+// as root (a rootless build would need a debugfs fix-up, see go-deps.md).
+func MakeExt4(ctx context.Context, dir, img, label string, extraMB int64) error {
+	used, entries, err := dirSize(dir)
+	if err != nil {
+		return err
+	}
+	size := used + used/4 + entries*512 + (16+extraMB)<<20
+	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
+	os.Remove(img)
+	f, err := os.Create(img)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	inodes := entries*2 + 4096
+	return run(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-N", fmt.Sprint(inodes), "-L", label,
+		"-E", "root_owner=0:0", "-d", dir, img)
+}
+
+// MakeQcow2 converts a raw image to qcow2 with qemu-img (qemu-utils).
+func MakeQcow2(ctx context.Context, raw, out string) error {
+	os.Remove(out)
+	return run(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out)
+}
+
+// MakeTarBz2 writes dir as a tar archive (numeric owner 0, sorted names)
+// compressed with the host's bzip2 (Go's compress/bzip2 only decompresses).
+func MakeTarBz2(ctx context.Context, dir, out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.CommandContext(ctx, "bzip2", "-c", "-9")
+	cmd.Stdout = f
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pw, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("bzip2: %w", err)
+	}
+	werr := writeTar(dir, pw)
+	pw.Close()
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("bzip2: %w: %s", err, stderr.String())
+	}
+	if werr != nil {
+		return werr
+	}
+	return f.Close()
+}
+
+func writeTar(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = "./" + filepath.ToSlash(rel)
+		if info.IsDir() && rel != "." {
+			hdr.Name += "/"
+		} else if rel == "." {
+			hdr.Name = "./"
+		}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "root", "root"
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			fh, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, fh)
+			fh.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return tw.Close()
+}
+
+// initramfs collects cpio records with explicit directory records (u-root's
+// WriteRecordsAndDirs would create missing parents with mode 0777).
+type initramfs struct {
+	recs []cpio.Record
+	dirs map[string]bool
+}
+
+func (a *initramfs) dir(name string) {
+	if a.dirs == nil {
+		a.dirs = map[string]bool{}
+	}
+	if name == "." || name == "" || a.dirs[name] {
+		return
+	}
+	a.dir(filepath.ToSlash(filepath.Dir(name)))
+	a.dirs[name] = true
+	a.recs = append(a.recs, cpio.Directory(name, 0o755))
+}
+
+func (a *initramfs) file(name string, content []byte, perm uint64) {
+	a.dir(filepath.ToSlash(filepath.Dir(name)))
+	a.recs = append(a.recs, cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm}))
+}
+
+func (a *initramfs) symlink(name, target string) {
+	a.dir(filepath.ToSlash(filepath.Dir(name)))
+	a.recs = append(a.recs, cpio.Symlink(name, target))
+}
+
+// write stores the archive gzip-compressed (klauspost/compress).
+func (a *initramfs) write(out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	recs := append([]cpio.Record{cpio.Directory(".", 0o755), cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1), cpio.CharDev("dev/null", 0o666, 1, 3)}, filterDir(a.recs, "dev")...)
+	rw := cpio.Newc.Writer(zw)
+	cpio.MakeAllReproducible(recs)
+	if err := cpio.WriteRecords(rw, recs); err != nil {
+		return err
+	}
+	if err := cpio.WriteTrailer(rw); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func filterDir(recs []cpio.Record, name string) []cpio.Record {
+	var out []cpio.Record
+	for _, r := range recs {
+		if r.Info.Name == name && r.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,143 @@
+package hostimage
+
+import (
+	"fmt"
+	"sort"
+)
+
+// PackageSpec names one Debian package to put into an image. Keep, when
+// set, limits what is copied to paths under these prefixes (relative, after
+// the merged-/usr mapping, e.g. "usr/bin/flock").
+type PackageSpec struct {
+	Name string
+	Keep []string
+	// Drop excludes paths under these prefixes (after Keep).
+	Drop []string
+}
+
+// Machine describes a target machine: which packages provide the
+// hypervisor, kernel and userland, and how QEMU boots it. All
+// architecture-specific knowledge lives in these values, not in code paths.
+type Machine struct {
+	// Name is the Yocto-style machine name.
+	Name string
+	// DebArch is the Debian architecture (amd64, arm64); Triplet the
+	// multiarch library directory name.
+	DebArch string
+	Triplet string
+	// Hypervisor is the Xen package; HypervisorFile the path inside it.
+	Hypervisor     string
+	HypervisorFile string
+	// XenLibDir is the versioned toolstack directory (usr/lib/xen-4.17).
+	XenLibDir string
+	// KernelMeta is the metapackage whose first dependency names the
+	// current kernel package (linux-image-amd64 → linux-image-6.1.0-N-amd64).
+	KernelMeta string
+	// KernelImage is the kernel file name prefix inside the package's boot/.
+	KernelImage string
+	// Dom0Packages are extracted into the dom0 rootfs.
+	Dom0Packages []PackageSpec
+	// GuestPackages are extracted into the reference guest rootfs.
+	GuestPackages []PackageSpec
+	// InitramfsModules are loaded by the shared initramfs (disk + ext4 for
+	// dom0 and guests), in this order, after their dependencies.
+	InitramfsModules []string
+	// Dom0Modules are loaded in dom0 by the rootfs init scripts.
+	Dom0Modules []string
+	// Busybox is the path of the static busybox inside its package.
+	Busybox string
+
+	// QEMU settings copied into the descriptor.
+	QEMUBinary, QEMUMachine, QEMUArch string
+	CPUTCG, CPUKVM                    string
+	BootMethod                        string
+	XenCmdline                        string // without dom0_mem
+	Dom0Console                       string // kernel console= value
+	RootDev                           string // dom0 root device
+	GuestRootDev                      string
+	DiskInterface                     string
+	ExtraArgs                         []string
+}
+
+// xenUtils is the toolstack without pygrub's filesystem plugins (PV guests
+// boot a kernel given in the config; pygrub would need libext2fs).
+var xenUtils = PackageSpec{Name: "xen-utils-4.17", Drop: []string{"usr/lib/xen-4.17/lib/", "usr/lib/xen-4.17/bin/pygrub"}}
+
+var xenLibs = []PackageSpec{
+	{Name: "xen-utils-common"}, {Name: "xenstore-utils"},
+	{Name: "libxenmisc4.17", Drop: []string{"usr/lib/xen-4.17/lib/x86_64-linux-gnu/xenfsimage/", "usr/lib/xen-4.17/lib/aarch64-linux-gnu/xenfsimage/"}}, {Name: "libxencall1"}, {Name: "libxendevicemodel1"}, {Name: "libxenevtchn1"},
+	{Name: "libxenforeignmemory1"}, {Name: "libxengnttab1"}, {Name: "libxenhypfs1"}, {Name: "libxenstore4"},
+	{Name: "libxentoolcore1"}, {Name: "libxentoollog1"}, {Name: "libyajl2"},
+}
+
+var commonDom0 = append(append([]PackageSpec{}, xenLibs...), []PackageSpec{
+	{Name: "busybox-static"},
+	{Name: "libc6", Drop: []string{"usr/lib/x86_64-linux-gnu/gconv/", "usr/lib/aarch64-linux-gnu/gconv/"}}, {Name: "libgcc-s1"}, {Name: "libuuid1"}, {Name: "liblzma5"}, {Name: "libzstd1"},
+	{Name: "zlib1g"}, {Name: "libtinfo6"}, {Name: "libncursesw6"}, {Name: "libncurses6"}, {Name: "libsmartcols1"},
+	{Name: "libmount1"}, {Name: "libblkid1"}, {Name: "libselinux1"}, {Name: "libpcre2-8-0"},
+	// bash, flock and losetup: needed by etc/xen/scripts/block and by xendomains.
+	{Name: "bash", Keep: []string{"usr/bin/bash"}},
+	{Name: "util-linux", Keep: []string{"usr/bin/flock"}},
+	{Name: "mount", Keep: []string{"usr/sbin/losetup"}},
+	// xendomains' helpers xen-init-name and xen-init-list are python3.
+	{Name: "python3.11-minimal", Keep: []string{"usr/bin/python3.11"}},
+	{Name: "libpython3.11-minimal", Drop: []string{"usr/lib/python3.11/lib-dynload/_ssl.", "usr/lib/python3.11/lib-dynload/_hashlib."}},
+	{Name: "libpython3.11-stdlib", Keep: []string{"usr/lib/python3.11/json/"}},
+	{Name: "python3-minimal", Keep: []string{"usr/bin/python3"}},
+	{Name: "libexpat1"},
+	// /lib/lsb/init-functions and /lib/init/vars.sh, sourced by xendomains.
+	{Name: "sysvinit-utils", Keep: []string{"usr/lib/lsb/", "usr/lib/init/vars.sh"}},
+}...)
+
+// Machines lists the known machines by name.
+var Machines = map[string]*Machine{
+	"qemux86-64": {
+		Name: "qemux86-64", DebArch: "amd64", Triplet: "x86_64-linux-gnu",
+		Hypervisor: "xen-hypervisor-4.17-amd64", HypervisorFile: "boot/xen-4.17-amd64.gz",
+		XenLibDir:  "usr/lib/xen-4.17",
+		KernelMeta: "linux-image-amd64", KernelImage: "vmlinuz",
+		Dom0Packages:     append([]PackageSpec{xenUtils}, commonDom0...),
+		GuestPackages:    []PackageSpec{{Name: "busybox-static"}},
+		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
+		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
+			"xen-blkback", "loop", "crc32c_generic", "ext4"},
+		Busybox:    "usr/bin/busybox",
+		QEMUBinary: "qemu-system-x86_64", QEMUArch: "x86_64",
+		CPUTCG: "qemu64,+npt,+rdrand", CPUKVM: "host",
+		BootMethod:  "multiboot",
+		XenCmdline:  "console=com1 com1=115200 loglvl=all guest_loglvl=all noreboot",
+		Dom0Console: "hvc0", RootDev: "/dev/vda", GuestRootDev: "/dev/xvda", DiskInterface: "virtio",
+	},
+	// qemuarm64 is described for completeness; it has not been booted here
+	// (the arm64 packages and QEMU's guest-loader path are untested).
+	"qemuarm64": {
+		Name: "qemuarm64", DebArch: "arm64", Triplet: "aarch64-linux-gnu",
+		Hypervisor: "xen-hypervisor-4.17-arm64", HypervisorFile: "boot/xen-4.17-arm64",
+		XenLibDir:  "usr/lib/xen-4.17",
+		KernelMeta: "linux-image-arm64", KernelImage: "vmlinuz",
+		Dom0Packages:     append([]PackageSpec{xenUtils}, commonDom0...),
+		GuestPackages:    []PackageSpec{{Name: "busybox-static"}},
+		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
+		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
+			"xen-blkback", "loop", "crc32c_generic", "ext4"},
+		Busybox:    "usr/bin/busybox",
+		QEMUBinary: "qemu-system-aarch64", QEMUArch: "aarch64", QEMUMachine: "virt,gic-version=3,virtualization=on",
+		CPUTCG: "cortex-a57", CPUKVM: "host",
+		BootMethod:  "guest-loader",
+		XenCmdline:  "console=dtuart loglvl=all guest_loglvl=all noreboot",
+		Dom0Console: "hvc0", RootDev: "/dev/vda", GuestRootDev: "/dev/xvda", DiskInterface: "virtio",
+	},
+}
+
+// LookupMachine returns the named machine or an error listing known ones.
+func LookupMachine(name string) (*Machine, error) {
+	if m, ok := Machines[name]; ok {
+		return m, nil
+	}
+	var names []string
+	for n := range Machines {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("unknown machine %q (known: %v)", name, names)
+}

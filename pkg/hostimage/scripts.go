@@ -1,0 +1,143 @@
+package hostimage
+
+// initramfsInit is /init of the shared initramfs used by dom0 and by the
+// reference guest: load the disk and ext4 modules, mount root= and
+// switch_root into it. Kernel arguments: root=, rootfstype=, ro/rw, init=.
+const initramfsInit = `#!/bin/busybox sh
+/bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /newroot
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+root=/dev/vda fstype=ext4 mode=rw rinit=/sbin/init
+for a in $(cat /proc/cmdline); do
+	case "$a" in
+	root=*) root="${a#root=}" ;;
+	rootfstype=*) fstype="${a#rootfstype=}" ;;
+	ro) mode=ro ;;
+	rw) mode=rw ;;
+	init=*) rinit="${a#init=}" ;;
+	esac
+done
+echo "vxn-initramfs: loading modules"
+while read -r m; do
+	[ -n "$m" ] && insmod "/lib/modules/$(uname -r)/$m" 2>/dev/null
+done < /etc/modules.load
+n=0
+while [ ! -b "$root" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
+if ! mount -t "$fstype" -o "$mode" "$root" /newroot; then
+	echo "vxn-initramfs: cannot mount $root; dropping to a shell"
+	exec sh
+fi
+echo "vxn-initramfs: switching to $root"
+mount --move /dev /newroot/dev
+umount /proc /sys
+exec switch_root /newroot "$rinit"
+`
+
+// inittab is busybox init's configuration for dom0 and guests: rcS at
+// boot, a getty with login on the console, rcK at poweroff.
+const inittab = `::sysinit:/etc/init.d/rcS
+::respawn:/sbin/getty -L 115200 %s vt100
+::ctrlaltdel:/sbin/reboot
+::shutdown:/etc/init.d/rcK
+::shutdown:/bin/sync
+::shutdown:/bin/umount -a -r
+`
+
+// rcS runs the sysvinit-style start links in /etc/rcS.d.
+const rcS = `#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+/bin/busybox --install -s 2>/dev/null
+for s in /etc/rcS.d/S*; do
+	[ -x "$s" ] && "$s" start
+done
+`
+
+// rcK runs the stop links in /etc/rc0.d at shutdown.
+const rcK = `#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+for s in /etc/rc0.d/K*; do
+	[ -x "$s" ] && "$s" stop
+done
+`
+
+// baseMounts mounts the API filesystems (both images).
+const baseMounts = `#!/bin/sh
+case "$1" in
+start)
+	mount -t proc proc /proc
+	mount -t sysfs sysfs /sys
+	grep -q " /dev " /proc/mounts || mount -t devtmpfs devtmpfs /dev
+	mkdir -p /dev/pts /dev/shm
+	mount -t devpts devpts /dev/pts
+	mount -t tmpfs tmpfs /run
+	mount -t tmpfs tmpfs /tmp
+	mkdir -p /run/lock /var/log
+	ln -sf /proc/self/fd /dev/fd
+	ln -sf /proc/self/fd/0 /dev/stdin
+	ln -sf /proc/self/fd/1 /dev/stdout
+	ln -sf /proc/self/fd/2 /dev/stderr
+	mount -o remount,rw / 2>/dev/null
+	hostname -F /etc/hostname
+	echo "%s: init"
+	;;
+stop)
+	sync
+	;;
+esac
+`
+
+// xenToolstack brings up the Xen toolstack in dom0 (what Debian's
+// /etc/init.d/xen does, reduced to busybox): modules, xenfs, C xenstored,
+// xen-init-dom0 and xenconsoled.
+const xenToolstack = `#!/bin/sh
+XENDIR=/%[1]s/bin
+export PATH=$XENDIR:/usr/sbin:/usr/bin:/sbin:/bin
+case "$1" in
+start)
+	while read -r m; do
+		[ -n "$m" ] && insmod "/lib/modules/$(uname -r)/$m" 2>/dev/null
+	done < /etc/modules.load
+	if [ ! -e /proc/xen/capabilities ]; then
+		mkdir -p /proc/xen
+		mount -t xenfs xenfs /proc/xen
+	fi
+	if ! grep -q control_d /proc/xen/capabilities 2>/dev/null; then
+		echo "vxn-dom0: not running as Xen dom0; toolstack not started"
+		exit 0
+	fi
+	mkdir -p /run/xen /run/xenstored /var/log/xen/console /var/lib/xen /var/lib/xenstored
+	export XENSTORED_ROOTDIR=/run/xenstored
+	xenstored --pid-file /run/xenstore.pid
+	n=0
+	until xenstore-read -s / >/dev/null 2>&1; do
+		sleep 0.1; n=$((n+1))
+		[ $n -gt 300 ] && { echo "vxn-dom0: xenstored did not come up"; exit 1; }
+	done
+	xen-init-dom0
+	xenconsoled --pid-file /run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+	echo "vxn-dom0: toolstack ready"
+	;;
+stop)
+	[ -f /run/xenconsoled.pid ] && kill $(cat /run/xenconsoled.pid) 2>/dev/null
+	;;
+esac
+`
+
+// xendomainsWrap runs the real Debian xendomains script and prints a
+// marker for boot timing.
+const xendomainsWrap = `#!/bin/sh
+export PATH=/%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin
+/etc/init.d/xendomains "$@"
+rc=$?
+echo "vxn-dom0: xendomains $1 done rc=$rc"
+`
+
+const profile = `export PATH=/%[1]s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='\u@\h:\w# '
+export TERM=dumb
+`
+
+const passwd = "root::0:0:root:/root:/bin/sh\n"
+const group = "root:x:0:\n"
