@@ -254,7 +254,9 @@ func (s *Spec) EffectiveType() string {
 
 // HasKernel reports whether the guest boots a kernel given by the host
 // (pv/pvh, or an hvm guest with direct kernel boot).
-func (s *Spec) HasKernel() bool { return s.Kernel != KernelNone && !(s.EffectiveType() == TypeHVM && s.Kernel == "") }
+func (s *Spec) HasKernel() bool {
+	return s.Kernel != KernelNone && !(s.EffectiveType() == TypeHVM && s.Kernel == "")
+}
 
 func (s *Spec) errorf(setting, format string, args ...any) error {
 	return &Error{Guest: s.Name, Setting: setting, Origin: s.Origin[setting], Msg: fmt.Sprintf(format, args...)}

@@ -99,7 +99,7 @@ type Import struct {
 	// SizeMB is the output size; 0 for types that keep the source size.
 	SizeMB int `json:"sizeMB"`
 	// ContentBytes is the estimated content size.
-	ContentBytes int64 `json:"contentBytes"`
+	ContentBytes int64  `json:"contentBytes"`
 	Output       string `json:"output"`
 }
 
@@ -336,7 +336,6 @@ func nameFiles(guests []*Guest) {
 		*f.dst = path.Join(ImagesDir, base)
 	}
 }
-
 
 func fileSum(p string) string {
 	f, err := os.Open(p)

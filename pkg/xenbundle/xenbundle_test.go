@@ -2,6 +2,7 @@ package xenbundle
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -184,5 +185,161 @@ func TestSpecExamples(t *testing.T) {
 				t.Errorf("second run changed the tree:\n%s\nvs\n%s", first, second)
 			}
 		})
+	}
+}
+
+// TestBadInputsWriteNothing checks that every kind of bad input gives an
+// error naming guest, setting and file, and leaves the target untouched.
+func TestBadInputsWriteNothing(t *testing.T) {
+	deploy, unpack := fixture(t)
+	tests := []struct {
+		name string
+		conf string
+		want []string
+	}{
+		{"missing rootfs", `BUNDLED_XEN_GUESTS = "nosuch"`,
+			[]string{`guest "nosuch": rootfs image not found`, "nosuch-qemux86-64.ext4", "nosuch-qemux86-64.rootfs.ext4"}},
+		{"unknown tag", `BUNDLED_XEN_GUESTS = "xen-guest-image-minimal:autostrat"`,
+			[]string{`unknown tag "autostrat" (valid tags: autostart, external)`, "local.conf:1"}},
+		{"duplicate", `BUNDLED_XEN_GUESTS = "xen-guest-image-minimal xen-guest-image-minimal:autostart"`,
+			[]string{"listed more than once"}},
+		{"duplicate domain name", "BUNDLED_XEN_GUESTS = \"xen-guest-image-minimal my-vendor-guest\"\nXEN_GUEST_ROOTFS[my-vendor-guest] = \"vendor-rootfs.ext4\"\nXEN_GUEST_NAME[my-vendor-guest] = \"xen-guest-image-minimal\"",
+			[]string{`domain name "xen-guest-image-minimal" is also used by guest "xen-guest-image-minimal"`}},
+		{"missing custom config", "BUNDLED_XEN_GUESTS = \"xen-guest-image-minimal\"\nXEN_GUEST_CONFIG_FILE[xen-guest-image-minimal] = \"${UNPACKDIR}/gone.cfg\"",
+			[]string{"custom config file not found", "XEN_GUEST_CONFIG_FILE[xen-guest-image-minimal]", "gone.cfg"}},
+		{"unknown import type", "BUNDLED_XEN_GUESTS = \"a\"\nXEN_GUEST_SOURCE_TYPE[a] = \"vmdk\"\nXEN_GUEST_SOURCE_FILE[a] = \"alpine-rootfs\"",
+			[]string{`guest "a"`, "XEN_GUEST_SOURCE_TYPE[a]", "vmdk", "rootfs_dir"}},
+		{"missing source", "BUNDLED_XEN_GUESTS = \"a\"\nXEN_GUEST_SOURCE_TYPE[a] = \"rootfs_dir\"\nXEN_GUEST_SOURCE_FILE[a] = \"nope\"",
+			[]string{"import source not found", "XEN_GUEST_SOURCE_FILE[a]", "nope"}},
+		{"image too small", "BUNDLED_XEN_GUESTS = \"a\"\nXEN_GUEST_SOURCE_TYPE[a] = \"raw\"\nXEN_GUEST_SOURCE_FILE[a] = \"${DEPLOY_DIR_IMAGE}/vendor-rootfs.ext4\"\nXEN_GUEST_IMAGE_SIZE[a] = \"1\"",
+			[]string{`guest "a"`, "XEN_GUEST_IMAGE_SIZE"}},
+		{"bad memory", "BUNDLED_XEN_GUESTS = \"xen-guest-image-minimal\"\nXEN_GUEST_MEMORY[xen-guest-image-minimal] = \"512M\"",
+			[]string{`XEN_GUEST_MEMORY[xen-guest-image-minimal]: value "512M" is not a whole number`, "local.conf:2"}},
+		{"quote in extra", "BUNDLED_XEN_GUESTS = \"xen-guest-image-minimal\"\nXEN_GUEST_EXTRA[xen-guest-image-minimal] = \"console=hvc0 x='1'\"",
+			[]string{"XEN_GUEST_EXTRA[xen-guest-image-minimal]", "contains a quote"}},
+		{"python expansion", "BUNDLED_XEN_GUESTS = \"${@d.getVar('X')}\"",
+			[]string{"local.conf:1:", "not supported"}},
+		{"syntax error", "BUNDLED_XEN_GUESTS = \"a\nXEN_GUEST_MEMORY[a = \"1\"",
+			[]string{"local.conf:"}},
+		{"missing kernel", "BUNDLED_XEN_GUESTS = \"xen-guest-image-minimal\"\nXEN_GUEST_KERNEL[xen-guest-image-minimal] = \"zImage-missing\"",
+			[]string{"kernel not found", "XEN_GUEST_KERNEL[xen-guest-image-minimal]", "unpack/zImage-missing", "deploy/zImage-missing"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := filepath.Join(dir, "local.conf")
+			if err := os.WriteFile(conf, []byte(tt.conf+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rootfs := filepath.Join(dir, "rootfs")
+			os.MkdirAll(rootfs, 0o755)
+			out, errOut, code := run(t, "install", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--cache-dir", filepath.Join(dir, "cache"))
+			if code == 0 {
+				t.Fatalf("install succeeded on bad input:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if entries, _ := os.ReadDir(rootfs); len(entries) != 0 {
+				t.Errorf("rootfs was written to: %v", entries)
+			}
+		})
+	}
+}
+
+// TestInstallIntoExt4Image bundles into an ext4 Dom0 image without
+// mounting it and checks the result with debugfs and e2fsck.
+func TestInstallIntoExt4Image(t *testing.T) {
+	needTool(t, "debugfs")
+	needTool(t, "e2fsck")
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	skel := filepath.Join(dir, "skel", "etc", "xen")
+	os.MkdirAll(skel, 0o755)
+	os.WriteFile(filepath.Join(skel, "xl.conf"), []byte("# xl.conf\n"), 0o644)
+	img := filepath.Join(dir, "dom0.ext4")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", filepath.Join(dir, "skel"), img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	conf := filepath.Join(repoRoot(t), "examples", "spec", "08-image-append.conf")
+	args := []string{"install", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", img, "--cache-dir", filepath.Join(dir, "cache")}
+	for i := 0; i < 2; i++ {
+		if out, errOut, code := run(t, args...); code != 0 {
+			t.Fatalf("install %d into ext4 failed: %s%s", i, out, errOut)
+		}
+	}
+	ls, err := exec.Command("debugfs", "-R", "ls -l /var/lib/xen/images", img).CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"xen-guest-image-minimal.img", "my-vendor-guest.img", "bzImage", "vendor-kernel"} {
+		if !strings.Contains(string(ls), w) {
+			t.Errorf("image lacks /var/lib/xen/images/%s:\n%s", w, ls)
+		}
+	}
+	cfg, _ := exec.Command("debugfs", "-R", "cat /etc/xen/xen-guest-image-minimal.cfg", img).Output()
+	if !strings.Contains(string(cfg), `target=/var/lib/xen/images/xen-guest-image-minimal.img`) {
+		t.Errorf("config in image:\n%s", cfg)
+	}
+	link, _ := exec.Command("debugfs", "-R", "stat /etc/xen/auto/xen-guest-image-minimal.cfg", img).Output()
+	if !strings.Contains(string(link), `Fast link dest: "../xen-guest-image-minimal.cfg"`) {
+		t.Errorf("autostart link in image:\n%s", link)
+	}
+	if xl, _ := exec.Command("debugfs", "-R", "cat /etc/xen/xl.conf", img).Output(); string(xl) != "# xl.conf\n" {
+		t.Errorf("existing file changed: %q", xl)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck -fn: %v\n%s", err, out)
+	}
+}
+
+// TestPlanWritesNothingAndJSON checks plan output and that it writes nothing.
+func TestPlanWritesNothingAndJSON(t *testing.T) {
+	deploy, unpack := fixture(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	conf := filepath.Join(repoRoot(t), "examples", "spec", "07-alpine-bundle.conf")
+	out, errOut, code := run(t, "plan", "--conf", conf, "--list", "XEN_GUEST_BUNDLES", "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--json")
+	if code != 0 {
+		t.Fatalf("plan: %s", errOut)
+	}
+	var p struct {
+		Actions []struct{ Kind, Path string }
+		Checks  []struct{ Guest, What, Result string }
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("plan --json: %v\n%s", err, out)
+	}
+	paths := map[string]string{}
+	for _, a := range p.Actions {
+		paths[a.Path] = a.Kind
+	}
+	for path, kind := range map[string]string{"/var/lib/xen/images/alpine.img": "import", "/etc/xen/alpine.cfg": "config", "/etc/xen/auto/alpine.cfg": "symlink", "/var/lib/xen/images/bzImage": "copy"} {
+		if paths[path] != kind {
+			t.Errorf("plan lacks %s %s: %v", kind, path, paths)
+		}
+	}
+	if len(p.Checks) < 4 {
+		t.Errorf("plan lists only %d checks", len(p.Checks))
+	}
+	if _, err := os.Stat(rootfs); err == nil {
+		t.Error("plan created the rootfs")
+	}
+	out, _, code = run(t, "plan", "--conf", conf, "--list", "XEN_GUEST_BUNDLES", "--deploy-dir", deploy, "--unpackdir", unpack, "--host-memory", "512", "--dom0-memory", "512")
+	if code != 0 || !strings.Contains(out, "import  /var/lib/xen/images/alpine.img") {
+		t.Errorf("plan text output:\n%s", out)
+	}
+}
+
+func TestMemoryWarning(t *testing.T) {
+	deploy, unpack := fixture(t)
+	conf := filepath.Join(repoRoot(t), "examples", "spec", "04-varflags.conf")
+	_, errOut, code := run(t, "plan", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--host-memory", "1024", "--dom0-memory", "512")
+	if code != 0 {
+		t.Fatalf("plan failed: %s", errOut)
+	}
+	if !strings.Contains(errOut, "warning: autostart guests need 1024 MB (xen-guest-image-minimal=1024) but only 512 MB are free after Dom0 (host 1024 MB - dom0 512 MB)") {
+		t.Errorf("no memory warning: %s", errOut)
 	}
 }
