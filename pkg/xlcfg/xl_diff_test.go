@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // harnessC is a small C program linked against Xen's own libxlutil (from the
@@ -21,6 +23,7 @@ const harnessC = `
 #include <string.h>
 #include <libxl.h>
 #include <libxlutil.h>
+#include <time.h>
 
 static void show(XLU_Config *cfg, XLU_ConfigValue *v) {
     if (xlu_cfg_value_type(v) == XLU_STRING) {
@@ -53,6 +56,19 @@ int main(int argc, char **argv) {
     }
     FILE *f = fopen(argv[2], "rb");
     static char buf[1 << 20]; size_t n = fread(buf, 1, sizeof buf, f);
+    if (!strcmp(argv[1], "bench")) {
+        long iters = atol(argv[3]);
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (long i = 0; i < iters; i++) {
+            XLU_Config *c = xlu_cfg_init(null, "h");
+            if (xlu_cfg_readdata(c, buf, (int)n)) { printf("ERR\n"); return 1; }
+            xlu_cfg_destroy(c);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%lld\n", (long long)(b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
+        return 0;
+    }
     if (xlu_cfg_readdata(cfg, buf, (int)n)) { printf("ERR\n"); return 1; }
     printf("OK\n");
     for (int i = 3; i < argc; i++) {
@@ -74,7 +90,7 @@ int main(int argc, char **argv) {
 }
 `
 
-func buildHarness(t *testing.T) string {
+func buildHarness(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skipf("differential test against libxlutil skipped: gcc not found: %v", err)
@@ -263,4 +279,45 @@ func TestDifferentialXLDisk(t *testing.T) {
 			t.Errorf("disk spec %q: xl %q, xlcfg %q", spec, theirs, ours)
 		}
 	}
+}
+
+// BenchmarkParseVsXL parses the largest corpus file with Parse and, in the
+// same run, with Xen's libxlutil (xlu_cfg_readdata, timed inside the C
+// harness so process start-up is excluded), and reports the ratio.
+func BenchmarkParseVsXL(b *testing.B) {
+	bin := buildHarness(b)
+	var biggest string
+	var size int64
+	for _, fn := range corpusFiles(b) {
+		if st, err := os.Stat(fn); err == nil && st.Size() > size {
+			biggest, size = fn, st.Size()
+		}
+	}
+	src, err := os.ReadFile(biggest)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(src)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse("b", src); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ours := time.Since(start)
+	b.StopTimer()
+	out, err := exec.Command(bin, "bench", biggest, strconv.Itoa(b.N)).Output()
+	if err != nil {
+		b.Skipf("harness bench failed: %v", err)
+	}
+	xlNS, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil || xlNS <= 0 {
+		b.Skipf("harness bench output %q: %v", out, err)
+	}
+	ratio := float64(ours.Nanoseconds()) / float64(xlNS)
+	b.ReportMetric(float64(xlNS)/float64(b.N), "xl-ns/op")
+	b.ReportMetric(ratio, "ours/xl")
+	b.Logf("%s (%d bytes), N=%d: xlcfg %v, libxlutil %v, ratio xlcfg/xl = %.2f",
+		filepath.Base(biggest), len(src), b.N, ours/time.Duration(b.N), time.Duration(xlNS)/time.Duration(b.N), ratio)
 }
