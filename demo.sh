@@ -30,5 +30,5 @@ echo; echo "== xenbundle install"
 echo; echo "== second install (unchanged inputs: no image work)"
 "$xb" install "${args[@]}" --rootfs "$out/rootfs" --cache-dir "$out/cache" | tail -1
 echo; echo "== Dom0 tree"
-(cd "$out/rootfs" && find . -printf '%M %10s %p%l\n' | sed 's/\([^ ]*\) *\([0-9]*\) \(.*\)/\1 \2 \3/' | sort -k3)
+(cd "$out/rootfs" && find . -printf '%M %12s %p\t%l\n' | sed 's/\t$//; s/\t/ -> /' | sort -k3)
 for f in "$out"/rootfs/etc/xen/*.cfg; do echo; echo "== ${f#$out/rootfs}"; cat "$f"; done
