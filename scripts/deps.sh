@@ -14,6 +14,7 @@ have zstd || need+=(zstd)
 have cpio || need+=(cpio)
 have depmod || need+=(kmod)
 have qemu-system-x86_64 || need+=(qemu-system-x86)
+[ -e /usr/include/libxlutil.h ] || need+=(libxen-dev)   # xlcfg differential tests against xl's own parser
 [ -e /bin/busybox ] || [ -e /usr/bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
