@@ -105,7 +105,8 @@ type Data struct {
 
 	gen       int        // bumped on every change
 	viewMu    sync.Mutex // guards the view cache for concurrent readers
-	view      *Data      // cached key-expanded copy
+	view      *Data      // cached key-expanded copy (d itself if no name has ${})
+	viewValid bool
 	viewGen   int
 	viewError error
 }
@@ -298,11 +299,14 @@ func (d *Data) assign(name, flag, op string, value val, pos Position, export boo
 		}
 		nv = val{p}
 	case opAppend:
-		nv = concat(cur, space, value)
+		// Growing cur in place keeps repeated += linear. This is safe
+		// because only the record being assigned holds cur, and readers
+		// (the evaluator) copy before they append.
+		nv = append(append(cur, space...), value...)
 	case opPrepend:
 		nv = concat(value, space, cur)
 	case opPostDot:
-		nv = concat(cur, value)
+		nv = append(cur, value...)
 	case opPreDot:
 		nv = concat(value, cur)
 	}

@@ -227,15 +227,24 @@ func (e *evaluator) raw(name string) (val, bool, []val) {
 			value, set = r.weak, true
 		}
 	}
+	owned := false // value may alias a record's slice until copied
 	for _, c := range r.appends {
 		if d.isActive(c.override) {
-			value, set = concat(value, c.v), true
+			if !owned {
+				value, owned = slices.Clone(value), true
+			}
+			value, set = append(value, c.v...), true
 		}
 	}
+	var pre []val
 	for _, c := range r.prepends {
 		if d.isActive(c.override) {
-			value, set = concat(c.v, value), true
+			pre = append(pre, c.v)
 		}
+	}
+	if len(pre) > 0 {
+		slices.Reverse(pre)
+		value, set = concat(append(pre, value)...), true
 	}
 	for _, c := range r.removes {
 		if d.isActive(c.override) {
@@ -400,19 +409,21 @@ func (e *evaluator) applyRemoves(s string, removes []val, owner string) (string,
 // finalView returns d with variable names containing ${...} expanded, like
 // BitBake's expandKeys after parsing. The copy is cached until d changes.
 func (d *Data) finalView() (*Data, error) {
+	d.viewMu.Lock()
+	defer d.viewMu.Unlock()
+	if d.viewValid && d.viewGen == d.gen {
+		return d.view, d.viewError
+	}
 	var keys []string
 	for k, r := range d.vars {
 		if strings.Contains(k, "${") && !r.empty() {
 			keys = append(keys, k)
 		}
 	}
+	d.viewValid, d.viewGen = true, d.gen
 	if len(keys) == 0 {
+		d.view, d.viewError = d, nil
 		return d, nil
-	}
-	d.viewMu.Lock()
-	defer d.viewMu.Unlock()
-	if d.viewGen == d.gen && (d.view != nil || d.viewError != nil) {
-		return d.view, d.viewError
 	}
 	sort.Strings(keys)
 	c := d.clone()
@@ -427,7 +438,7 @@ func (d *Data) finalView() (*Data, error) {
 					e.Pos = o[len(o)-1].pos
 				}
 			}
-			d.view, d.viewGen, d.viewError = nil, d.gen, err
+			d.view, d.viewError = nil, err
 			return nil, err
 		}
 		if ek != k {
@@ -437,7 +448,7 @@ func (d *Data) finalView() (*Data, error) {
 	for _, r := range todo {
 		c.renameVar(r.from, r.to, 0)
 	}
-	d.view, d.viewGen, d.viewError = c, d.gen, nil
+	d.view, d.viewError = c, nil
 	return c, nil
 }
 
