@@ -474,6 +474,8 @@ func FuzzFromTar(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0}, 1024))
 	dir := f.TempDir()
+	maxFileSize = 1 << 20
+	defer func() { maxFileSize = 0 }()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<16 {
 			return
