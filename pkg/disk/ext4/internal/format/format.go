@@ -1,3 +1,8 @@
+// Package format holds the ext4 on-disk structures (superblock, group
+// descriptor, inode, extent, directory and xattr records) and flag values,
+// named as in the kernel's ext4.h. Copied unchanged from
+// github.com/Microsoft/hcsshim/ext4/internal/format v0.15.0 (MIT, see
+// ../LICENSE.hcsshim); the field names document themselves.
 package format
 
 type SuperBlock struct {
