@@ -2,6 +2,7 @@ package xenbundle
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -341,5 +343,64 @@ func TestMemoryWarning(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "warning: autostart guests need 1024 MB (xen-guest-image-minimal=1024) but only 512 MB are free after Dom0 (host 1024 MB - dom0 512 MB)") {
 		t.Errorf("no memory warning: %s", errOut)
+	}
+}
+
+// TestManifestMatchesConf checks that the YAML front-end and the bitbake
+// front-end give byte-identical trees for the same guests.
+func TestManifestMatchesConf(t *testing.T) {
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "local.conf")
+	os.WriteFile(conf, []byte(`BUNDLED_XEN_GUESTS = "xen-guest-image-minimal:autostart my-vendor-guest:external alpine:autostart:external"
+XEN_GUEST_ROOTFS[my-vendor-guest] = "vendor-rootfs.ext4"
+XEN_GUEST_KERNEL[my-vendor-guest] = "vendor-kernel"
+XEN_GUEST_SOURCE_TYPE[alpine] = "rootfs_dir"
+XEN_GUEST_SOURCE_FILE[alpine] = "alpine-rootfs"
+XEN_GUEST_IMAGE_SIZE[alpine] = "128"
+XEN_GUEST_MEMORY[alpine] = "256"
+XEN_GUEST_EXTRA[alpine] = "root=/dev/xvda ro console=hvc0 init=/bin/sh"
+`), 0o644)
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	common := []string{"--deploy-dir", deploy, "--unpackdir", unpack, "--cache-dir", filepath.Join(dir, "cache"), "-q"}
+	if _, e, c := run(t, append([]string{"install", "--conf", conf, "--rootfs", a}, common...)...); c != 0 {
+		t.Fatal(e)
+	}
+	manifest := filepath.Join(repoRoot(t), "examples", "manifest", "guests.yaml")
+	if _, e, c := run(t, append([]string{"install", "--manifest", manifest, "--rootfs", b}, common...)...); c != 0 {
+		t.Fatal(e)
+	}
+	if da, db := dump(t, a), dump(t, b); da != db {
+		t.Errorf("manifest tree differs from conf tree:\n%s\nvs\n%s", da, db)
+	}
+}
+
+// TestReproducibleImport checks that the same inputs give byte-identical
+// ext4 images, even when file times differ, under SOURCE_DATE_EPOCH.
+func TestReproducibleImport(t *testing.T) {
+	_, unpack := fixture(t)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	dir := t.TempDir()
+	src := filepath.Join(unpack, "alpine-rootfs")
+	var sums []string
+	for i := 0; i < 2; i++ {
+		now := time.Now().Add(time.Duration(i) * time.Hour)
+		os.Chtimes(filepath.Join(src, "bin", "sh"), now, now)
+		out := filepath.Join(dir, fmt.Sprint(i), "guest.img")
+		os.MkdirAll(filepath.Dir(out), 0o755)
+		if _, e, c := run(t, "import", "--type", "rootfs_dir", "--source", src, "--output", out, "--size", "16"); c != 0 {
+			t.Fatal(e)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, fmt.Sprintf("%x", sha256.Sum256(data)))
+		if o, err := exec.Command("e2fsck", "-fn", out).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck -fn %s: %v\n%s", out, err, o)
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("images differ: %s vs %s", sums[0], sums[1])
 	}
 }
