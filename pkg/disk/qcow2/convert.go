@@ -22,8 +22,10 @@ type ConvertOptions struct {
 	// use is about Workers*ChunkSize*2. 0 means 4 MiB. It is rounded up to
 	// a power of two no smaller than the largest cluster size in the chain.
 	ChunkSize int64
-	// NoSync skips the fsync of the output before it is renamed into place.
-	NoSync bool
+	// Sync fsyncs the output before it is renamed into place. Off by
+	// default, like qemu-img convert (whose default cache mode never
+	// flushes); turn it on when the result must survive a power loss.
+	Sync bool
 	// Open are the options used to open the source image.
 	Open Options
 }
@@ -78,7 +80,7 @@ func ConvertToRawOptions(ctx context.Context, src, dst string, opts ConvertOptio
 	if err = img.WriteRaw(ctx, f, opts); err != nil {
 		return err
 	}
-	if !opts.NoSync {
+	if opts.Sync {
 		if err = f.Sync(); err != nil {
 			return fmt.Errorf("qcow2: syncing %s: %w", tmp, err)
 		}
