@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vxn-dev/vxn/pkg/hostimage"
+	"github.com/vxn-dev/vxn/pkg/qemu"
+)
+
+var (
+	flagE2E         = flag.Bool("e2e", false, "run the end-to-end tests (also VXN_E2E=1)")
+	flagMachine     = flag.String("machine", "qemux86-64", "machine to build and boot")
+	flagBootTimeout = flag.Duration("boot-timeout", 120*time.Second, "boot timeout under KVM (scaled x4 under TCG)")
+	flagNoKVM       = flag.Bool("no-kvm", false, "force TCG")
+	flagMemory      = flag.Int("memory", 2048, "QEMU memory in MB (the spec default is 4096)")
+)
+
+// Names of the bundled guests.
+const (
+	autoGuest   = hostimage.GuestImageName
+	manualGuest = "guest-manual"
+)
+
+// suite is the state shared by the tests: one build and one boot.
+type suite struct {
+	skip    string // reason to skip every test
+	out     *hostimage.Output
+	vm      *qemu.VM
+	bootErr error
+	logFile string
+	t0      time.Time
+	guestUp time.Duration // autostart guest reached login, since QEMU start
+}
+
+var s suite
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := 0
+	if !*flagE2E && os.Getenv("VXN_E2E") == "" {
+		s.skip = "end-to-end tests disabled: pass -args -e2e or set VXN_E2E=1"
+		code = m.Run()
+	} else {
+		s.t0 = time.Now()
+		setup()
+		code = m.Run()
+		teardown()
+	}
+	os.Exit(code)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
+}
+
+func setup() {
+	for _, tool := range []string{"apt-get", "dpkg-deb", "mkfs.ext4", "debugfs", "qemu-img", "bzip2", "xz"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			s.skip = fmt.Sprintf("host tool missing: %v", err)
+			return
+		}
+	}
+	ctx := context.Background()
+	root, err := repoRoot()
+	if err != nil {
+		s.skip = err.Error()
+		return
+	}
+	m, err := hostimage.LookupMachine(*flagMachine)
+	if err != nil {
+		s.skip = err.Error()
+		return
+	}
+	if _, err := exec.LookPath(m.QEMUBinary); err != nil {
+		s.skip = fmt.Sprintf("no %s on this host: %v", m.QEMUBinary, err)
+		return
+	}
+	t0 := time.Now()
+	out, err := hostimage.Build(ctx, hostimage.Options{
+		Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine),
+		CacheDir: filepath.Join(root, ".cache"), Logf: logf,
+	})
+	if err != nil {
+		s.bootErr = fmt.Errorf("build: %w", err)
+		return
+	}
+	logf("image build: %.1fs", time.Since(t0).Seconds())
+	s.out = out
+
+	// Bundle two guests into a sparse copy of the dom0 rootfs.
+	work, err := os.MkdirTemp("", "vxn-e2e-")
+	if err != nil {
+		s.bootErr = err
+		return
+	}
+	rootfs := filepath.Join(work, "rootfs.ext4")
+	if b, err := exec.Command("cp", "--sparse=always", out.Rootfs, rootfs).CombinedOutput(); err != nil {
+		s.bootErr = fmt.Errorf("copy rootfs: %v: %s", err, b)
+		return
+	}
+	guests := []Guest{
+		{Name: autoGuest, Kernel: out.Vmlinux, Ramdisk: out.Initramfs, Disk: out.GuestExt4,
+			Extra: m.GuestCmdline(), MemoryMB: 256, Autostart: true},
+		{Name: manualGuest, Kernel: out.Vmlinux, Ramdisk: out.Initramfs, Disk: out.GuestExt4,
+			Extra: m.GuestCmdline(), MemoryMB: 256},
+	}
+	t1 := time.Now()
+	if err := BundleIntoExt4(ctx, rootfs, guests); err != nil {
+		s.bootErr = err
+		return
+	}
+	logf("bundle: %.1fs", time.Since(t1).Seconds())
+
+	s.logFile = filepath.Join(root, ".cache", "e2e", "serial.log")
+	vm, err := qemu.Boot(ctx, out.Descriptor, qemu.Options{
+		NoKVM: *flagNoKVM, MemoryMB: *flagMemory, RootDisk: rootfs,
+		BootTimeout: *flagBootTimeout, LogFile: s.logFile,
+	})
+	if err != nil {
+		s.bootErr = err
+		return
+	}
+	s.vm = vm
+	logf("booted under %s; serial log %s", vm.Accel(), s.logFile)
+}
+
+func teardown() {
+	if s.vm != nil {
+		t0 := time.Now()
+		err := s.vm.Shutdown(context.Background())
+		logf("shutdown: %.1fs err=%v", time.Since(t0).Seconds(), err)
+		for _, p := range s.vm.Timings() {
+			logf("phase %-14s %7.1fs  %s", p.Name, p.At.Seconds(), strings.TrimSpace(p.Line))
+		}
+	}
+	if !s.t0.IsZero() {
+		logf("total e2e time: %.1fs", time.Since(s.t0).Seconds())
+	}
+}
+
+// vm returns the booted machine or skips/fails the test.
+func vm(t *testing.T) *qemu.VM {
+	t.Helper()
+	if s.skip != "" {
+		t.Skip(s.skip)
+	}
+	if s.bootErr != nil {
+		t.Fatalf("setup failed: %v", s.bootErr)
+	}
+	return s.vm
+}
+
+// run runs a dom0 command and fails the test on transport errors.
+func run(t *testing.T, cmd string) qemu.Result {
+	t.Helper()
+	v := vm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second*time.Duration(v.Scale()))
+	defer cancel()
+	r, err := v.Run(ctx, cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return r
+}
+
+// need skips the test when a dom0 command is missing (feature detection
+// inside dom0, like the upstream suite).
+func need(t *testing.T, what ...string) {
+	t.Helper()
+	for _, w := range what {
+		if r := run(t, "command -v "+w+" >/dev/null 2>&1 || test -e "+w); r.Status != 0 {
+			t.Skipf("%s not present in dom0", w)
+		}
+	}
+}

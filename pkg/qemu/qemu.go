@@ -1,0 +1,541 @@
+// Package qemu boots a built Xen host image (see pkg/hostimage) under QEMU
+// and drives its serial console non-interactively: it waits for the login
+// prompt, logs in, runs commands in dom0 with unique start/end markers so
+// that each command's output and exit status are recovered reliably, records
+// boot phase timings from timestamped serial lines, and shuts the machine
+// down with poweroff (killing QEMU if that does not finish in time).
+//
+// We drive the console ourselves rather than with an expect library
+// (Netflix/go-expect, hugelgupf/vmtest): the protocol is a handful of
+// markers on one byte stream, and owning the reader lets us timestamp every
+// line for the phase timings.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options control one boot.
+type Options struct {
+	// MemoryMB and SMP override the descriptor (0 keeps it).
+	MemoryMB, SMP int
+	// NoKVM forces TCG even when KVM is usable.
+	NoKVM bool
+	// RootDisk overrides the descriptor's root disk (e.g. a copy that has
+	// guests bundled into it).
+	RootDisk string
+	// DataDisks are extra raw disk images attached after the root disk.
+	DataDisks []string
+	// Snapshot discards writes to disks (-snapshot).
+	Snapshot bool
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+	// BootTimeout is the KVM boot timeout (default 120 s); under TCG it is
+	// multiplied by TCGScale (default 4).
+	BootTimeout time.Duration
+	TCGScale    int
+	// LogFile receives the serial console with a host timestamp
+	// (seconds since QEMU start) on every line.
+	LogFile string
+	// Console, when set, receives the raw serial output as it arrives.
+	Console io.Writer
+}
+
+// KVMUsable reports whether KVM can run Xen here: /dev/kvm must answer
+// KVM_CREATE_VM and the CPU must advertise vmx or svm. The second check
+// matters in sandboxes whose /dev/kvm exists but cannot run a nested
+// hypervisor (Xen dies there with "KVM internal error ... emulation
+// failure").
+func KVMUsable() (bool, string) {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer f.Close()
+	const kvmCreateVM = 0xAE01
+	fd, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), kvmCreateVM, 0)
+	if errno != 0 {
+		return false, "KVM_CREATE_VM: " + errno.Error()
+	}
+	syscall.Close(int(fd))
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "flags") {
+			for _, fl := range strings.Fields(l) {
+				if fl == "vmx" || fl == "svm" {
+					return true, "kvm with " + fl
+				}
+			}
+			return false, "/dev/kvm works but the CPU has no vmx/svm flag (nested hypervisors fail)"
+		}
+	}
+	return false, "no cpu flags in /proc/cpuinfo"
+}
+
+// Args builds the QEMU argument vector (without the program name).
+func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	mem, smp := d.MemoryMB, d.SMP
+	if o.MemoryMB > 0 {
+		mem = o.MemoryMB
+	}
+	if o.SMP > 0 {
+		smp = o.SMP
+	}
+	if mem == 0 {
+		mem = 4096
+	}
+	if smp == 0 {
+		smp = 2
+	}
+	var a []string
+	if d.QEMUMachine != "" {
+		a = append(a, "-machine", d.QEMUMachine)
+	}
+	if kvm {
+		cpu := d.CPUKVM
+		if cpu == "" {
+			cpu = "host"
+		}
+		a = append(a, "-accel", "kvm", "-cpu", cpu)
+	} else {
+		a = append(a, "-accel", "tcg", "-cpu", d.CPUTCG)
+	}
+	a = append(a, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(smp),
+		"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot")
+	switch d.BootMethod {
+	case BootMultiboot:
+		mods := d.Path(d.Kernel)
+		if d.Dom0Cmdline != "" {
+			mods += " " + d.Dom0Cmdline
+		}
+		if d.Initrd != "" {
+			mods += "," + d.Path(d.Initrd)
+		}
+		a = append(a, "-kernel", d.Path(d.Hypervisor), "-append", d.XenCmdline, "-initrd", mods)
+	case BootGuestLoader:
+		// Untested sketch for aarch64 "virt": Xen is the -kernel, dom0's
+		// kernel and initrd are loaded at fixed addresses by guest-loader.
+		a = append(a, "-kernel", d.Path(d.Hypervisor), "-append", d.XenCmdline,
+			"-device", "guest-loader,addr=0x49000000,kernel="+d.Path(d.Kernel)+",bootargs="+d.Dom0Cmdline)
+		if d.Initrd != "" {
+			a = append(a, "-device", "guest-loader,addr=0x50000000,initrd="+d.Path(d.Initrd))
+		}
+	}
+	iface := d.DiskInterface
+	if iface == "" {
+		iface = "virtio"
+	}
+	root := d.Path(d.RootDisk)
+	if o.RootDisk != "" {
+		root = o.RootDisk
+	}
+	format := d.RootDiskFormat
+	if format == "" {
+		format = "raw"
+	}
+	if root != "" {
+		a = append(a, "-drive", "file="+root+",format="+format+",if="+iface)
+	}
+	for _, dd := range o.DataDisks {
+		a = append(a, "-drive", "file="+dd+",format=raw,if="+iface)
+	}
+	if o.Snapshot {
+		a = append(a, "-snapshot")
+	}
+	a = append(a, d.ExtraArgs...)
+	a = append(a, o.ExtraArgs...)
+	return a, nil
+}
+
+// Phase is one boot phase reached at At (host time since QEMU start).
+type Phase struct {
+	Name string
+	At   time.Duration
+	Line string
+}
+
+// Result is the outcome of one command run in dom0.
+type Result struct {
+	Output string
+	Status int
+}
+
+// VM is a running QEMU instance.
+type VM struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	start   time.Time
+	kvm     bool
+	scale   int
+	markers map[string]string
+	log     io.WriteCloser
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	buf     []byte // everything received
+	partial []byte // current incomplete line
+	phases  []Phase
+	seen    map[string]bool
+	exited  bool
+	exitErr error
+	seq     int
+	runMu   sync.Mutex
+}
+
+// Accel returns "kvm" or "tcg".
+func (vm *VM) Accel() string {
+	if vm.kvm {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// Scale returns the timeout multiplier in effect (1 under KVM).
+func (vm *VM) Scale() int { return vm.scale }
+
+// Boot starts QEMU for the descriptor, waits for the console login prompt
+// (within the boot timeout), logs in and prepares the shell for Run.
+func Boot(ctx context.Context, d *Descriptor, o Options) (*VM, error) {
+	kvm := false
+	if !o.NoKVM {
+		kvm, _ = KVMUsable()
+	}
+	args, err := Args(d, o, kvm)
+	if err != nil {
+		return nil, err
+	}
+	if o.BootTimeout == 0 {
+		o.BootTimeout = 120 * time.Second
+	}
+	if o.TCGScale == 0 {
+		o.TCGScale = 4
+	}
+	vm := &VM{kvm: kvm, scale: 1, markers: d.Markers, seen: map[string]bool{}}
+	if vm.markers == nil {
+		vm.markers = DefaultMarkers()
+	}
+	if !kvm {
+		vm.scale = o.TCGScale
+	}
+	vm.cond = sync.NewCond(&vm.mu)
+	if o.LogFile != "" {
+		if vm.log, err = os.Create(o.LogFile); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(vm.log, "# %s %s\n", d.QEMUBinary, strings.Join(args, " "))
+	}
+	vm.cmd = exec.Command(d.QEMUBinary, args...)
+	vm.cmd.Dir = d.Dir
+	stdout, err := vm.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	vm.cmd.Stderr = vm.cmd.Stdout
+	if vm.stdin, err = vm.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	vm.start = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", d.QEMUBinary, err)
+	}
+	go vm.reader(stdout, o.Console)
+	go func() {
+		err := vm.cmd.Wait()
+		vm.mu.Lock()
+		vm.exited, vm.exitErr = true, err
+		vm.cond.Broadcast()
+		vm.mu.Unlock()
+	}()
+	bctx, cancel := context.WithTimeout(ctx, o.BootTimeout*time.Duration(vm.scale))
+	defer cancel()
+	if err := vm.login(bctx, d.LoginUser); err != nil {
+		vm.Kill()
+		return nil, fmt.Errorf("boot (%s, timeout %v): %w; last console output:\n%s", vm.Accel(), o.BootTimeout*time.Duration(vm.scale), err, vm.tail(2000))
+	}
+	return vm, nil
+}
+
+func (vm *VM) reader(r io.Reader, console io.Writer) {
+	br := bufio.NewReaderSize(r, 64*1024)
+	chunk := make([]byte, 4096)
+	for {
+		n, err := br.Read(chunk)
+		if n > 0 {
+			data := chunk[:n]
+			if console != nil {
+				console.Write(data)
+			}
+			now := time.Since(vm.start)
+			vm.mu.Lock()
+			vm.buf = append(vm.buf, data...)
+			for _, c := range data {
+				if c == '\n' {
+					line := strings.TrimRight(string(vm.partial), "\r")
+					vm.partial = vm.partial[:0]
+					vm.lineLocked(now, line)
+					continue
+				}
+				vm.partial = append(vm.partial, c)
+			}
+			// Prompts arrive without a newline.
+			if p := string(vm.partial); strings.Contains(p, "login:") {
+				vm.phaseLocked(now, p)
+			}
+			vm.cond.Broadcast()
+			vm.mu.Unlock()
+		}
+		if err != nil {
+			vm.mu.Lock()
+			vm.cond.Broadcast()
+			vm.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (vm *VM) lineLocked(now time.Duration, line string) {
+	if vm.log != nil {
+		fmt.Fprintf(vm.log, "[%8.3f] %s\n", now.Seconds(), line)
+	}
+	vm.phaseLocked(now, line)
+}
+
+func (vm *VM) phaseLocked(now time.Duration, line string) {
+	for name, sub := range vm.markers {
+		if !vm.seen[name] && sub != "" && strings.Contains(line, sub) {
+			vm.seen[name] = true
+			vm.phases = append(vm.phases, Phase{Name: name, At: now, Line: line})
+		}
+	}
+}
+
+// Mark records a custom phase (e.g. "guest-up") at the current time.
+func (vm *VM) Mark(name string) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if !vm.seen[name] {
+		vm.seen[name] = true
+		vm.phases = append(vm.phases, Phase{Name: name, At: time.Since(vm.start)})
+	}
+}
+
+// Timings returns the phases reached so far, in order.
+func (vm *VM) Timings() []Phase {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return append([]Phase(nil), vm.phases...)
+}
+
+// Console returns everything received on the serial console so far.
+func (vm *VM) Console() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return string(vm.buf)
+}
+
+func (vm *VM) tail(n int) string {
+	s := vm.Console()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor waits until match(buf[from:]) returns >= 0 and returns the end
+// offset of the match in buf.
+func (vm *VM) waitFor(ctx context.Context, from int, match func([]byte) int) (int, error) {
+	stop := context.AfterFunc(ctx, func() {
+		vm.mu.Lock()
+		vm.cond.Broadcast()
+		vm.mu.Unlock()
+	})
+	defer stop()
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	for {
+		if from <= len(vm.buf) {
+			if i := match(vm.buf[from:]); i >= 0 {
+				return from + i, nil
+			}
+		}
+		if vm.exited {
+			return 0, fmt.Errorf("qemu exited: %v", vm.exitErr)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		vm.cond.Wait()
+	}
+}
+
+func (vm *VM) offset() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return len(vm.buf)
+}
+
+func contains(s string) func([]byte) int {
+	return func(b []byte) int {
+		i := bytes.Index(b, []byte(s))
+		if i < 0 {
+			return -1
+		}
+		return i + len(s)
+	}
+}
+
+// send writes to the console in small chunks: Xen forwards serial input to
+// dom0 through a small ring and drops characters when it overflows.
+func (vm *VM) send(s string) error {
+	for len(s) > 0 {
+		n := min(len(s), 32)
+		if _, err := io.WriteString(vm.stdin, s[:n]); err != nil {
+			return err
+		}
+		s = s[n:]
+		if len(s) > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (vm *VM) login(ctx context.Context, user string) error {
+	if user != "" {
+		if _, err := vm.waitFor(ctx, 0, contains("login:")); err != nil {
+			return fmt.Errorf("waiting for login prompt: %w", err)
+		}
+		from := vm.offset()
+		if err := vm.send(user + "\n"); err != nil {
+			return err
+		}
+		if _, err := vm.waitFor(ctx, from, contains("# ")); err != nil {
+			return fmt.Errorf("waiting for shell prompt after login: %w", err)
+		}
+	}
+	// Quiet shell: no echo, no prompt, no kernel messages on the console.
+	r, err := vm.Run(ctx, "stty -echo 2>/dev/null; PS1=''; export TERM=dumb; dmesg -n 1; true")
+	if err != nil {
+		return err
+	}
+	if r.Status != 0 {
+		return fmt.Errorf("shell setup exited %d: %s", r.Status, r.Output)
+	}
+	return nil
+}
+
+// Run executes cmd in the dom0 shell and returns its combined output and
+// exit status. The command runs in the login shell itself, so `cd` and
+// variables persist; use a subshell to isolate. An error means the output
+// could not be recovered (timeout, QEMU exited); a failing command is a
+// nil error with a non-zero Status.
+func (vm *VM) Run(ctx context.Context, cmd string) (Result, error) {
+	if strings.Contains(cmd, "\n") {
+		return Result{}, errors.New("qemu: Run: command must be a single line")
+	}
+	vm.runMu.Lock()
+	defer vm.runMu.Unlock()
+	vm.seq++
+	n := vm.seq
+	start := fmt.Sprintf("__S_%d__", n)
+	end := fmt.Sprintf("__E_%d__", n)
+	from := vm.offset()
+	line := fmt.Sprintf("printf '\\n__S_%%s__\\n' %d; %s\nprintf '\\n__E_%%s__ %%d\\n' %d $?\n", n, cmd, n)
+	if err := vm.send(line); err != nil {
+		return Result{}, err
+	}
+	endRe := func(b []byte) int {
+		i := bytes.Index(b, []byte(end+" "))
+		if i < 0 {
+			return -1
+		}
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		return i + j + 1
+	}
+	stop, err := vm.waitFor(ctx, from, endRe)
+	if err != nil {
+		return Result{}, fmt.Errorf("run %q: %w; console tail:\n%s", cmd, err, vm.tail(1500))
+	}
+	vm.mu.Lock()
+	seg := strings.ReplaceAll(string(vm.buf[from:stop]), "\r", "")
+	vm.mu.Unlock()
+	si := strings.Index(seg, start+"\n")
+	ei := strings.LastIndex(seg, "\n"+end+" ")
+	if si < 0 || ei < 0 || ei < si {
+		return Result{}, fmt.Errorf("run %q: markers not found in %q", cmd, seg)
+	}
+	out := seg[si+len(start)+1 : ei]
+	status, err := strconv.Atoi(strings.TrimSpace(seg[ei+len(end)+2:]))
+	if err != nil {
+		return Result{}, fmt.Errorf("run %q: bad status line in %q", cmd, seg[ei:])
+	}
+	return Result{Output: out, Status: status}, nil
+}
+
+// Shutdown powers dom0 off (xendomains stops the guests from rcK) and waits
+// for QEMU to exit; after the context's deadline (or 120 s × scale) QEMU
+// is killed.
+func (vm *VM) Shutdown(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 120*time.Second*time.Duration(vm.scale))
+		defer cancel()
+	}
+	vm.send("poweroff\n")
+	_, err := vm.waitFor(ctx, 0, func([]byte) int { return -1 })
+	vm.mu.Lock()
+	exited := vm.exited
+	vm.mu.Unlock()
+	if !exited {
+		vm.Kill()
+		return fmt.Errorf("qemu did not exit after poweroff (%v); killed", err)
+	}
+	vm.closeLog()
+	return nil
+}
+
+// Kill stops QEMU at once.
+func (vm *VM) Kill() {
+	if vm.cmd != nil && vm.cmd.Process != nil {
+		vm.cmd.Process.Kill()
+	}
+	vm.mu.Lock()
+	for !vm.exited {
+		vm.cond.Wait()
+	}
+	vm.mu.Unlock()
+	vm.closeLog()
+}
+
+func (vm *VM) closeLog() {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.log != nil {
+		if len(vm.partial) > 0 {
+			fmt.Fprintf(vm.log, "[%8.3f] %s\n", time.Since(vm.start).Seconds(), vm.partial)
+		}
+		vm.log.Close()
+		vm.log = nil
+	}
+}

@@ -1,0 +1,214 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func testDesc() *Descriptor {
+	return &Descriptor{
+		Machine: "qemux86-64", Arch: "x86_64", QEMUBinary: "qemu-system-x86_64",
+		CPUTCG: "qemu64,+npt,+rdrand", CPUKVM: "host", MemoryMB: 4096, SMP: 2,
+		BootMethod: BootMultiboot, Hypervisor: "xen", XenCmdline: "console=com1 dom0_mem=512M",
+		Kernel: "vmlinuz", Dom0Cmdline: "console=hvc0 root=/dev/vda rw", Initrd: "initrd.gz",
+		RootDisk: "root.ext4", Dir: "/img",
+	}
+}
+
+func TestArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Descriptor)
+		o    Options
+		kvm  bool
+		want []string
+	}{
+		{"tcg defaults", nil, Options{}, false, []string{
+			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
+			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
+			"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
+			"-drive", "file=/img/root.ext4,format=raw,if=virtio"}},
+		{"kvm overrides disks", func(d *Descriptor) { d.QEMUMachine = "q35" },
+			Options{MemoryMB: 2048, SMP: 1, RootDisk: "/tmp/r.ext4", DataDisks: []string{"/tmp/d.img"}, Snapshot: true, ExtraArgs: []string{"-x"}}, true,
+			[]string{"-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "2048", "-smp", "1",
+				"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+				"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
+				"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
+				"-drive", "file=/tmp/r.ext4,format=raw,if=virtio", "-drive", "file=/tmp/d.img,format=raw,if=virtio",
+				"-snapshot", "-x"}},
+		{"guest-loader", func(d *Descriptor) { d.BootMethod = BootGuestLoader; d.RootDisk = "" }, Options{}, false, []string{
+			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
+			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
+			"-device", "guest-loader,addr=0x49000000,kernel=/img/vmlinuz,bootargs=console=hvc0 root=/dev/vda rw",
+			"-device", "guest-loader,addr=0x50000000,initrd=/img/initrd.gz"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDesc()
+			if tc.mod != nil {
+				tc.mod(d)
+			}
+			got, err := Args(d, tc.o, tc.kvm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseDescriptor(t *testing.T) {
+	d := testDesc()
+	path := filepath.Join(t.TempDir(), DescriptorName)
+	if err := d.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadDescriptor(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Dir = filepath.Dir(path)
+	if diff := cmp.Diff(d, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	bad := []struct{ in, want string }{
+		{"{\n  \"machine\": 3\n}", "d.json:2:15: field \"machine\""},
+		{"{\n\"machine\": \"x\",,}", "d.json:2:17"},
+		{`{"bogus": 1}`, "unknown field"},
+		{`{"machine":"m"}`, "missing qemu_binary"},
+		{`{"machine":"m","qemu_binary":"q","boot_method":"uefi","hypervisor":"x","kernel":"k","cpu_tcg":"c"}`, "boot_method \"uefi\""},
+		{`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"x","kernel":"k","cpu_tcg":"c","dom0_cmdline":"a,b"}`, "must not contain ','"},
+		{`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"../x","kernel":"k","cpu_tcg":"c"}`, "inside the image directory"},
+	}
+	for _, b := range bad {
+		if _, err := ParseDescriptor([]byte(b.in), "d.json"); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("ParseDescriptor(%q) err = %v, want %q", b.in, err, b.want)
+		}
+	}
+}
+
+func FuzzParseDescriptor(f *testing.F) {
+	b, _ := os.ReadFile("testdata/qemuboot.json")
+	f.Add(string(b))
+	f.Add(`{"machine":"m"}`)
+	f.Add("{\n\"machine\": \"x\",,}")
+	f.Fuzz(func(t *testing.T, in string) {
+		d, err := ParseDescriptor([]byte(in), "fuzz")
+		if err != nil {
+			return
+		}
+		if err := d.Validate(); err != nil {
+			t.Fatalf("accepted invalid descriptor: %v", err)
+		}
+		if _, err := Args(d, Options{}, false); err != nil {
+			t.Fatalf("Args failed on a valid descriptor: %v", err)
+		}
+	})
+}
+
+// fakeQEMU is a shell script standing in for QEMU: it prints a login
+// prompt, accepts a user name and then evaluates each input line like a
+// shell on a serial console; "poweroff" exits.
+const fakeQEMU = `#!/bin/sh
+echo "Xen version 4.17 (fake)"
+echo "Linux version 6.1 (fake)"
+echo "vxn-dom0: init"
+printf 'qemux86-64 login: '
+read -r user
+printf '# '
+rc=0
+while IFS= read -r line; do
+	case "$line" in
+	poweroff) echo "reboot: Power down"; exit 0 ;;
+	esac
+	eval "(exit $rc); $line"
+	rc=$?
+done
+`
+
+func TestBootRunShutdownFake(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fake-qemu")
+	if err := os.WriteFile(bin, []byte(fakeQEMU), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := testDesc()
+	d.QEMUBinary = bin
+	d.Dir = dir
+	d.LoginUser = "root"
+	ctx := context.Background()
+	logFile := filepath.Join(dir, "serial.log")
+	vm, err := Boot(ctx, d, Options{NoKVM: true, BootTimeout: 10 * time.Second, TCGScale: 1, LogFile: logFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cmd    string
+		out    string
+		status int
+	}{
+		{"echo hello", "hello\n", 0},
+		{"false", "", 1},
+		{"sh -c 'echo a; echo b >&2; exit 42' 2>&1", "a\nb\n", 42},
+		{"printf 'no newline'", "no newline", 0},
+		{"echo __E_99__ 5; echo __S_1__", "__E_99__ 5\n__S_1__\n", 0},
+		{"X=1", "", 0},
+		{"echo $X", "1\n", 0}, // state persists between commands
+	}
+	for _, tc := range tests {
+		r, err := vm.Run(ctx, tc.cmd)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cmd, err)
+		}
+		if r.Output != tc.out || r.Status != tc.status {
+			t.Errorf("Run(%q) = %d %q, want %d %q", tc.cmd, r.Status, r.Output, tc.status, tc.out)
+		}
+	}
+	if _, err := vm.Run(ctx, "echo a\necho b"); err == nil {
+		t.Error("multi-line command accepted")
+	}
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if _, err := vm.Run(tctx, "sleep 5"); err == nil {
+		t.Error("Run did not time out")
+	}
+	cancel()
+	vm.Run(ctx, "true") // resynchronise after the timed-out command
+	vm.Mark("custom")
+	if err := vm.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range vm.Timings() {
+		names = append(names, p.Name)
+	}
+	want := []string{PhaseXen, PhaseDom0Kernel, PhaseDom0Init, PhaseLoginPrompt, "custom"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+	b, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(b), "] Xen version 4.17 (fake)") {
+		t.Errorf("serial log lacks timestamped lines: %v\n%s", err, b)
+	}
+}
+
+func TestBootTimeoutFake(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fake-qemu")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho booting\nsleep 30\n"), 0o755)
+	d := testDesc()
+	d.QEMUBinary, d.Dir, d.LoginUser = bin, dir, "root"
+	_, err := Boot(context.Background(), d, Options{NoKVM: true, BootTimeout: 500 * time.Millisecond, TCGScale: 1})
+	if err == nil || !strings.Contains(err.Error(), "login prompt") || !strings.Contains(err.Error(), "booting") {
+		t.Errorf("err = %v, want a login-prompt timeout with the console tail", err)
+	}
+}
