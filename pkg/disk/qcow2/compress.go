@@ -113,6 +113,8 @@ func (img *Image) decompress(desc uint64, s *clusterScratch) error {
 
 func (img *Image) zstdDecoder() (*zstd.Decoder, error) {
 	img.zstdOnce.Do(func() {
+		// Runs at most once; Close closes the decoder only if it exists,
+		// and reads after Close fail on the closed file first.
 		img.zstdDec, img.zstdErr = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithDecoderMaxMemory(uint64(4*img.clusterSize+1<<20)))

@@ -210,6 +210,9 @@ type Image struct {
 	l2cache map[int64][]uint64
 	l2max   int
 
+	closeOnce sync.Once
+	closeErr  error
+
 	zstdOnce sync.Once
 	zstdDec  *zstd.Decoder
 	zstdErr  error
@@ -628,21 +631,21 @@ func (img *Image) BackingChain() []string {
 	return out
 }
 
-// Close closes the image and its backing chain.
+// Close closes the image and its backing chain. Reads after Close fail
+// with an error wrapping os.ErrClosed; closing again returns nil.
 func (img *Image) Close() error {
-	var errs []error
-	if img.backing != nil {
-		errs = append(errs, img.backing.close())
-		img.backing = nil
-	}
-	if img.zstdDec != nil {
-		img.zstdDec.Close()
-	}
-	if img.f != nil {
+	img.closeOnce.Do(func() {
+		var errs []error
+		if img.backing != nil {
+			errs = append(errs, img.backing.close())
+		}
+		if img.zstdDec != nil {
+			img.zstdDec.Close()
+		}
 		errs = append(errs, img.f.Close())
-		img.f = nil
-	}
-	return errors.Join(errs...)
+		img.closeErr = errors.Join(errs...)
+	})
+	return img.closeErr
 }
 
 func (img *Image) size() int64  { return int64(img.hdr.Size) }
@@ -657,5 +660,11 @@ type rawLayer struct {
 }
 
 func (r *rawLayer) size() int64  { return r.sz }
-func (r *rawLayer) close() error { return r.f.Close() }
+func (r *rawLayer) close() error {
+	err := r.f.Close()
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
 func (r *rawLayer) name() string { return r.path }

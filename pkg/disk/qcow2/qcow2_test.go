@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"encoding/binary"
@@ -137,6 +138,10 @@ func TestHeaderErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	l1off := int(binary.BigEndian.Uint64(v3[40:]))
+	fmtExt := bytes.Index(ov[:512], []byte{0xe2, 0x79, 0x2a, 0xca})
+	if fmtExt < 0 {
+		t.Fatal("overlay seed has no backing format extension")
+	}
 	tests := []struct {
 		name    string
 		data    []byte
@@ -178,6 +183,9 @@ func TestHeaderErrors(t *testing.T) {
 		{"backing name too long", patch(ov, 16, uint32(2000)), Options{}, ErrCorrupt, "exceeds 1023"},
 		{"backing name outside", patch(ov, 8, uint64(510)), Options{}, ErrCorrupt, "outside the header cluster"},
 		{"backing missing", patch(ov, int(binary.BigEndian.Uint64(ov[8:])), "x"), Options{}, os.ErrNotExist, "opening backing file"},
+		{"backing format vmdk", patch(patch(ov, fmtExt+4, uint32(4)), fmtExt+8, "vmdk"), Options{}, ErrUnsupported, `backing file format "vmdk"`},
+		{"backing format too long", patch(ov, fmtExt+4, uint32(16)), Options{}, ErrCorrupt, "backing format name length 16"},
+		{"extension runs past", patch(ov, fmtExt+4, uint32(4000)), Options{}, ErrCorrupt, "runs past"},
 		{"backing refused", ov, Options{MaxBackingDepth: -1}, ErrUnsupported, "backing chain deeper"},
 	}
 	for _, tc := range tests {
@@ -343,5 +351,60 @@ func TestConvertCancel(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
 		t.Errorf("left files behind: %v", ents)
+	}
+}
+
+// TestConcurrentReadAt reads one image from many goroutines (run with
+// -race) and compares with a sequential read.
+func TestConcurrentReadAt(t *testing.T) {
+	for _, name := range []string{"zlib-512.qcow2", "zstd-512.qcow2", "overlay-512.qcow2"} {
+		want, err := readAll(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := Open(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 8)
+		for g := range 8 {
+			go func() {
+				buf := make([]byte, 700)
+				for off := int64(g * 37); off < img.Size(); off += 331 {
+					n, err := img.ReadAt(buf, off)
+					if err != nil && n+int(off) != int(img.Size()) {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+						errs <- fmt.Errorf("%s: data at %d differs", name, off)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		img.Close()
+	}
+}
+
+func TestReadAfterClose(t *testing.T) {
+	img, err := Open("testdata/zstd-512.qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := img.ReadAt(make([]byte, 4096), 0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("ReadAt after Close: %v, want os.ErrClosed", err)
 	}
 }

@@ -138,6 +138,12 @@ func TestAgainstQemuImg(t *testing.T) {
 			}
 			return p
 		}},
+		{"backing_fmt raw over a qcow2 file", func() string {
+			base := conv("rq.qcow2", "-o", "cluster_size=4k")
+			p := create("rqov.qcow2", filepath.Base(base), "raw", "6M")
+			qemuIO(t, p, "write -P 0x12 64k 64k")
+			return p
+		}},
 		{"empty", func() string { return create("empty.qcow2", "", "", "3M") }},
 		{"zero size", func() string { return create("zero.qcow2", "", "", "0") }},
 	}
