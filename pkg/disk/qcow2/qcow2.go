@@ -659,7 +659,7 @@ type rawLayer struct {
 	sz   int64
 }
 
-func (r *rawLayer) size() int64  { return r.sz }
+func (r *rawLayer) size() int64 { return r.sz }
 func (r *rawLayer) close() error {
 	err := r.f.Close()
 	if errors.Is(err, os.ErrClosed) {

@@ -1,8 +1,8 @@
 package qcow2
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
