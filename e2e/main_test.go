@@ -150,7 +150,7 @@ func setup() {
 }
 
 func teardown() {
-	if s.vm != nil {
+	if s.vm != nil { // TestPoweroff did not run (e.g. -run filter)
 		t0 := time.Now()
 		err := s.vm.Shutdown(context.Background())
 		logf("shutdown: %.1fs err=%v", time.Since(t0).Seconds(), err)

@@ -439,6 +439,7 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 		{"etc/modules.load", strings.Join(dom0Set.Order, "\n") + "\n", 0o644},
 		{"etc/init.d/xen-toolstack", fmt.Sprintf(xenToolstack, b.m.XenLibDir), 0o755},
 		{"etc/init.d/xendomains-boot", fmt.Sprintf(xendomainsWrap, b.m.XenLibDir), 0o755},
+		{"etc/default/xendomains", defaultXendomains, 0o644},
 	}
 	for _, f := range files {
 		if err := writeFile(root, f.rel, f.content, f.perm); err != nil {

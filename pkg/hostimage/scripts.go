@@ -141,3 +141,15 @@ export TERM=dumb
 
 const passwd = "root::0:0:root:/root:/bin/sh\n"
 const group = "root:x:0:\n"
+
+// defaultXendomains replaces Debian's /etc/default/xendomains. Debian sets
+// XENDOMAINS_SAVE=/var/lib/xen/save, which makes xendomains *save* every
+// guest to disk at poweroff and restore it at boot; the reference image
+// (like the Yocto one) shuts guests down instead and starts /etc/xen/auto.
+const defaultXendomains = `# Written by vxn hostimage (Debian's default saves domains instead).
+XENDOMAINS_MIGRATE=""
+XENDOMAINS_SAVE=""
+XENDOMAINS_RESTORE=false
+XENDOMAINS_AUTO=/etc/xen/auto
+XENDOMAINS_STOP_MAXWAIT=120
+`

@@ -78,6 +78,12 @@ func ExtractVmlinux(img []byte, w io.Writer) (int64, error) {
 				return 0, err
 			}
 			n, err := io.Copy(bw, io.LimitReader(zr, maxVmlinux))
+			// ulikunitz/xz reports bytes after the stream (the bzImage
+			// trailer) with an unexported error once the whole stream,
+			// index and footer have been checked.
+			if err != nil && err.Error() == "xz: unexpected data after stream" {
+				err = nil
+			}
 			if err != nil {
 				return 0, fmt.Errorf("offset %d: decompress: %w", pos, err)
 			}

@@ -1,0 +1,274 @@
+package hostimage
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	kgzip "github.com/klauspost/compress/gzip"
+	"github.com/u-root/u-root/pkg/cpio"
+	"github.com/ulikunitz/xz"
+)
+
+func TestParseModinfo(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    map[string][]string
+		wantErr string
+	}{
+		{"license=GPL\x00depends=a,b\x00\x00alias=x\x00alias=y\x00", map[string][]string{
+			"license": {"GPL"}, "depends": {"a,b"}, "alias": {"x", "y"}}, ""},
+		{"", map[string][]string{}, ""},
+		{"depends=\x00", map[string][]string{"depends": {""}}, ""},
+		{"license=GPL\x00garbage\x00", nil, "offset 12: entry \"garbage\""},
+		{"=x", nil, "offset 0"},
+	}
+	for _, tc := range tests {
+		got, err := ParseModinfo([]byte(tc.in))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", tc.in, diff)
+		}
+	}
+}
+
+func FuzzParseModinfo(f *testing.F) {
+	f.Add([]byte("license=GPL\x00depends=a,b\x00"))
+	f.Add([]byte("\x00\x00="))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := ParseModinfo(in)
+		if err != nil {
+			return
+		}
+		for k := range m {
+			if k == "" || strings.Contains(k, "\x00") {
+				t.Fatalf("bad key %q", k)
+			}
+		}
+	})
+}
+
+// fakeKernel builds a "bzImage": a header, then a compressed ELF payload,
+// then trailing padding, like the real thing.
+func fakeKernel(t testing.TB, comp string, payload []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("MZ fake setup code \xfd7zXZ not-a-stream ")
+	switch comp {
+	case "xz":
+		w, err := xz.NewWriter(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(payload)
+		w.Close()
+	case "gzip":
+		w := gzip.NewWriter(&b)
+		w.Write(payload)
+		w.Close()
+	}
+	b.WriteString("trailing padding \x00\x00\x00")
+	return b.Bytes()
+}
+
+func TestExtractVmlinux(t *testing.T) {
+	elfPayload := append([]byte("\x7fELF"), bytes.Repeat([]byte("kernel"), 1000)...)
+	tests := []struct {
+		name    string
+		img     []byte
+		want    []byte
+		wantErr string
+	}{
+		{"xz", fakeKernel(t, "xz", elfPayload), elfPayload, ""},
+		{"gzip", fakeKernel(t, "gzip", elfPayload), elfPayload, ""},
+		{"already elf", elfPayload, elfPayload, ""},
+		{"xz non-elf", fakeKernel(t, "xz", []byte("not an elf file")), nil, "not an ELF"},
+		{"nothing", []byte("MZ plain"), nil, "no XZ or gzip payload"},
+		{"truncated", fakeKernel(t, "xz", elfPayload)[:60], nil, "extract vmlinux"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			n, err := ExtractVmlinux(tc.img, &out)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(tc.want)) || !bytes.Equal(out.Bytes(), tc.want) {
+				t.Errorf("got %d bytes, want %d", n, len(tc.want))
+			}
+		})
+	}
+}
+
+func FuzzExtractVmlinux(f *testing.F) {
+	elfPayload := append([]byte("\x7fELF"), bytes.Repeat([]byte("k"), 100)...)
+	f.Add(fakeKernel(f, "xz", elfPayload))
+	f.Add(fakeKernel(f, "gzip", elfPayload))
+	f.Add([]byte("\xfd7zXZ\x00\x00\x04"))
+	f.Fuzz(func(t *testing.T, img []byte) {
+		var out bytes.Buffer
+		n, err := ExtractVmlinux(img, &out)
+		if err == nil && (!bytes.HasPrefix(out.Bytes(), []byte("\x7fELF")) || n != int64(out.Len())) {
+			t.Fatalf("accepted non-ELF output (%d bytes)", n)
+		}
+	})
+}
+
+func TestPathMapping(t *testing.T) {
+	tests := []struct {
+		rel        string
+		keep, drop []string
+		mapped     string
+		kept       bool
+	}{
+		{"bin/bash", nil, nil, "usr/bin/bash", true},
+		{"sbin/losetup", []string{"usr/sbin/losetup"}, nil, "usr/sbin/losetup", true},
+		{"lib/x86_64-linux-gnu/libc.so.6", nil, nil, "usr/lib/x86_64-linux-gnu/libc.so.6", true},
+		{"usr/share/doc/bash/copyright", nil, nil, "usr/share/doc/bash/copyright", false},
+		{"usr/bin/flock", []string{"usr/bin/flock"}, nil, "usr/bin/flock", true},
+		{"usr/bin/more", []string{"usr/bin/flock"}, nil, "usr/bin/more", false},
+		{"usr", []string{"usr/bin/flock"}, nil, "usr", true}, // parent of a kept path
+		{"usr/lib/xen-4.17/lib/x", nil, []string{"usr/lib/xen-4.17/lib/"}, "usr/lib/xen-4.17/lib/x", false},
+		{"etc/xen/xl.conf", nil, nil, "etc/xen/xl.conf", true},
+	}
+	for _, tc := range tests {
+		m := mapPath(tc.rel)
+		k := kept(m, tc.keep) && !dropped(m, tc.drop)
+		if m != tc.mapped || k != tc.kept {
+			t.Errorf("%s: mapped %q kept %v, want %q %v", tc.rel, m, k, tc.mapped, tc.kept)
+		}
+	}
+}
+
+func TestInstallTreeAndTar(t *testing.T) {
+	src, root := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(src, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(src, "usr/share/doc/x"), 0o755)
+	os.WriteFile(filepath.Join(src, "bin/tool"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(src, "usr/share/doc/x/README"), []byte("doc"), 0o644)
+	os.Symlink("tool", filepath.Join(src, "bin/alias"))
+	if err := makeUsrLinks(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := installTree(src, root, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(root, "usr/bin/tool")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("usr/bin/tool: %v", err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "usr/bin/alias")); err != nil || l != "tool" {
+		t.Errorf("alias link = %q %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/share/doc/x/README")); err == nil {
+		t.Error("docs were copied")
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "bin")); l != "usr/bin" {
+		t.Errorf("bin -> %q", l)
+	}
+	var tb bytes.Buffer
+	if err := writeTar(root, &tb); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(tb.Bytes(), []byte("./usr/bin/tool")) {
+		t.Error("tar lacks ./usr/bin/tool")
+	}
+}
+
+func TestInitramfsArchive(t *testing.T) {
+	var a initramfs
+	a.file("bin/busybox", []byte("BB"), 0o755)
+	a.symlink("bin/sh", "busybox")
+	a.file("lib/modules/k/kernel/a.ko", []byte("ko"), 0o644)
+	out := filepath.Join(t.TempDir(), "i.cpio.gz")
+	if err := a.write(out); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(out)
+	defer f.Close()
+	zr, err := kgzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(zr)
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range recs {
+		if r.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR && r.Info.Mode&0o777 != 0o755 {
+			t.Errorf("directory %s has mode %o", r.Info.Name, r.Info.Mode&0o777)
+		}
+		names = append(names, r.Info.Name)
+	}
+	want := []string{".", "dev", "dev/console", "dev/null", "bin", "bin/busybox", "bin/sh",
+		"lib", "lib/modules", "lib/modules/k", "lib/modules/k/kernel", "lib/modules/k/kernel/a.ko"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+	if _, err := exec.LookPath("cpio"); err == nil {
+		cmd := exec.Command("cpio", "-it")
+		cmd.Stdin = bytes.NewReader(data)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("cpio -it: %v: %s", err, b)
+		}
+	}
+}
+
+func TestModulesDep(t *testing.T) {
+	s := &ModuleSet{Order: []string{"kernel/lib/crc16.ko", "kernel/fs/ext4/ext4.ko"},
+		Deps: map[string][]string{"kernel/fs/ext4/ext4.ko": {"kernel/lib/crc16.ko"}}}
+	want := "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko\nkernel/lib/crc16.ko:\n"
+	if got := s.ModulesDep(); got != want {
+		t.Errorf("ModulesDep = %q, want %q", got, want)
+	}
+}
+
+// TestResolveModulesRealKernel resolves the dom0 module set against a
+// Debian kernel already in the package cache.
+func TestResolveModulesRealKernel(t *testing.T) {
+	m, _ := filepath.Glob(filepath.Join(repoRoot(t), ".cache/root/linux-image-*/lib/modules/*"))
+	if len(m) == 0 {
+		t.Skip("no extracted Debian kernel in .cache (run TestBuild with VXN_BUILD_IMAGE=1 first)")
+	}
+	set, err := ResolveModules(m[0], Machines["qemux86-64"].Dom0Modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, r := range set.Order {
+		pos[filepath.Base(r)] = i
+	}
+	for _, pair := range [][2]string{{"crc16.ko", "ext4.ko"}, {"jbd2.ko", "ext4.ko"}, {"mbcache.ko", "ext4.ko"}} {
+		a, okA := pos[pair[0]]
+		b, okB := pos[pair[1]]
+		if !okA || !okB || a > b {
+			t.Errorf("%s must load before %s: order %v", pair[0], pair[1], set.Order)
+		}
+	}
+	if _, err := ResolveModules(m[0], []string{"no_such_module"}); err == nil || !strings.Contains(err.Error(), "no_such_module") {
+		t.Errorf("missing module err = %v", err)
+	}
+	_ = context.Background
+}
