@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
@@ -111,19 +112,30 @@ func (img *Image) decompress(desc uint64, s *clusterScratch) error {
 	return nil
 }
 
+// zstdDecoder returns the package-wide zstd decoder, created on first use.
+// DecodeAll is safe for concurrent use; its memory is bounded by
+// maxZstdMemory whatever a frame header claims.
 func (img *Image) zstdDecoder() (*zstd.Decoder, error) {
-	img.zstdOnce.Do(func() {
-		// Runs at most once; Close closes the decoder only if it exists,
-		// and reads after Close fail on the closed file first.
-		img.zstdDec, img.zstdErr = zstd.NewReader(nil,
+	zstdOnce.Do(func() {
+		zstdDec, zstdErr = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithDecoderMaxMemory(uint64(4*img.clusterSize+1<<20)))
+			zstd.WithDecoderMaxMemory(maxZstdMemory))
 	})
-	if img.zstdErr != nil {
-		return nil, &Error{Path: img.path, Offset: -1, Msg: "creating zstd decoder", Err: img.zstdErr}
+	if zstdErr != nil {
+		return nil, &Error{Path: img.path, Offset: -1, Msg: "creating zstd decoder", Err: zstdErr}
 	}
-	return img.zstdDec, nil
+	return zstdDec, nil
 }
+
+// maxZstdMemory bounds what the zstd decoder may allocate for one frame:
+// twice the largest cluster plus slack.
+const maxZstdMemory = 2<<maxClusterBits + 1<<20
+
+var (
+	zstdOnce sync.Once
+	zstdDec  *zstd.Decoder
+	zstdErr  error
+)
 
 // zstdFrameLen returns the length of the zstd frame at the start of b
 // (RFC 8878 section 3.1.1), so that the bytes after it (the start of the

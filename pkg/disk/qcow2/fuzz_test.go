@@ -88,7 +88,7 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 		if size <= 4<<20 {
-			_ = img.WriteRaw(context.Background(), discardWriterAt{}, ConvertOptions{Workers: 2, ChunkSize: 64 << 10})
+			_ = img.WriteRaw(context.Background(), discardWriterAt{}, ConvertOptions{Workers: 1, ChunkSize: 64 << 10})
 		}
 	})
 }

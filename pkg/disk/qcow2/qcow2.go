@@ -41,8 +41,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // Sentinel errors; every error returned by this package that is caused by
@@ -212,10 +210,6 @@ type Image struct {
 
 	closeOnce sync.Once
 	closeErr  error
-
-	zstdOnce sync.Once
-	zstdDec  *zstd.Decoder
-	zstdErr  error
 
 	scratch sync.Pool // *clusterScratch, for ReadAt of compressed clusters
 }
@@ -638,9 +632,6 @@ func (img *Image) Close() error {
 		var errs []error
 		if img.backing != nil {
 			errs = append(errs, img.backing.close())
-		}
-		if img.zstdDec != nil {
-			img.zstdDec.Close()
 		}
 		errs = append(errs, img.f.Close())
 		img.closeErr = errors.Join(errs...)

@@ -85,9 +85,9 @@ func TestTestdataReadAt(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%d+%d:%v", e.Offset, e.Length, e.Kind))
 	}
-	// From `qemu-img map`: data up to 16384, zero (write -z) to 21504,
-	// base data to 24576, zeros/holes to 61440, tail data.
-	wantExt := []string{"0+16384:data", "16384+5120:zero", "21504+3072:data", "24576+36864:zero", "61440+4096:data"}
+	// From `qemu-img map`: data up to 8192, zero (write -z) to 11264,
+	// base data to 12288, zeros/holes to 28672, tail data.
+	wantExt := []string{"0+8192:data", "8192+3072:zero", "11264+1024:data", "12288+16384:zero", "28672+4096:data"}
 	if strings.Join(got, " ") != strings.Join(wantExt, " ") {
 		t.Errorf("Extents:\n got %v\nwant %v", got, wantExt)
 	}
@@ -174,7 +174,7 @@ func TestHeaderErrors(t *testing.T) {
 		{"header length huge", patch(v3, 100, uint32(4096)), Options{}, ErrCorrupt, "exceeds the cluster size"},
 		{"size huge", patch(v3, 24, uint64(1<<63)), Options{}, ErrCorrupt, "too large"},
 		{"l1 too big", patch(v3, 36, uint32(1<<30)), Options{}, ErrCorrupt, "more than the"},
-		{"l1 too small", patch(v3, 36, uint32(1)), Options{}, ErrCorrupt, "needs 2"},
+		{"l1 too small", patch(v3, 36, uint32(0)), Options{}, ErrCorrupt, "needs 1"},
 		{"l1 beyond eof", patch(v3, 40, uint64(1<<40)), Options{}, ErrCorrupt, "beyond the end of the file"},
 		{"l1 unaligned", patch(v3, 40, uint64(l1off+8)), Options{}, ErrCorrupt, "not aligned"},
 		{"l2 beyond eof", patch(v3, l1off, uint64(1<<40)), Options{}, ErrCorrupt, "L2 table at 0x10000000000"},
