@@ -162,21 +162,21 @@ type Options struct {
 
 // Header holds the decoded header fields callers may want to inspect.
 type Header struct {
-	Version         uint32
-	ClusterBits     uint32
+	Version         uint32 // 2 or 3
+	ClusterBits     uint32 // log2 of the cluster size, 9..21
 	Size            uint64 // virtual size in bytes
-	CryptMethod     uint32
-	L1Size          uint32
-	L1TableOffset   uint64
-	NbSnapshots     uint32
-	Incompatible    uint64
-	Compatible      uint64
-	Autoclear       uint64
-	RefcountOrder   uint32
-	HeaderLength    uint32
-	CompressionType uint8
-	BackingFile     string // as stored in the image, unresolved
-	BackingFormat   string // from the backing format header extension
+	CryptMethod     uint32 // 0 none, 1 AES, 2 LUKS (only 0 is accepted)
+	L1Size          uint32 // entries in the active L1 table
+	L1TableOffset   uint64 // file offset of the active L1 table
+	NbSnapshots     uint32 // internal snapshots (ignored: only the active state is read)
+	Incompatible    uint64 // incompatible feature bits (version 3)
+	Compatible      uint64 // compatible feature bits (version 3)
+	Autoclear       uint64 // auto-clear feature bits (version 3)
+	RefcountOrder   uint32 // log2 of the refcount width in bits (refcounts are not read)
+	HeaderLength    uint32 // 72 for version 2, >= 104 for version 3
+	CompressionType uint8  // 0 deflate (zlib), 1 zstd
+	BackingFile     string // backing file name as stored in the image, unresolved
+	BackingFormat   string // from the backing format header extension, "" if absent
 }
 
 // layer is one element of a backing chain: a qcow2 image or a raw file.
