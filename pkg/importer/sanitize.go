@@ -45,9 +45,10 @@ import (
 //     user/group names, mtime (rounded to seconds), device numbers, hardlinks,
 //     symlinks, and extended attributes (PAX SCHILY.xattr.*). Other PAX
 //     records, atime and ctime are dropped. GNU sparse files are expanded.
-//   - Corrupt or truncated archives and corrupt compressed data are errors
-//     that name the source, the entry number and the byte offset in the
-//     decompressed stream. After the end-of-archive marker the rest of the
+//   - Corrupt or truncated archives (including one that stops between
+//     entries without the end-of-archive zero block) and corrupt compressed
+//     data are errors that name the source, the entry number and the byte
+//     offset in the decompressed stream. After the end-of-archive marker the rest of the
 //     input is read (and discarded) so compression checksums are verified.
 //
 // The output is a plain PAX/USTAR tar stream.
@@ -150,6 +151,11 @@ func walkTar(ctx context.Context, r io.Reader, opt SanitizeOptions, emit func(h 
 		at := (cr.n + tarBlock - 1) / tarBlock * tarBlock
 		h, err := tr.Next()
 		if err == io.EOF {
+			if cr.n < at+tarBlock {
+				// Go's reader also reports io.EOF when the input simply
+				// ends between entries; real archives end with zero blocks.
+				return fmt.Errorf("%s: archive is truncated: it ends at byte %d after %d entries without the end-of-archive marker", opt.Source, cr.n, i-1)
+			}
 			break
 		}
 		if err != nil {
