@@ -94,6 +94,11 @@ type Spec struct {
 	OnReboot   string `json:"onReboot,omitempty"`
 	OnCrash    string `json:"onCrash,omitempty"`
 
+	// From names where the guest was declared, for conflict messages:
+	// "BUNDLED_XEN_GUESTS", "manifest guests.yaml", "bundle my-guests".
+	// Empty means the variable list.
+	From string `json:"from,omitempty"`
+
 	// Origin tells, per setting name (as in Setting* constants), where its
 	// value came from, for error messages ("local.conf:12" or "default").
 	Origin map[string]string `json:"-"`
@@ -380,19 +385,29 @@ func CheckDuplicates(specs []*Spec) error {
 	byDomain := map[string]*Spec{}
 	for _, s := range specs {
 		if prev, ok := byName[s.Name]; ok && prev != s {
-			errs = append(errs, &Error{Guest: s.Name, Setting: SettingEntry, Origin: s.Origin[SettingEntry],
-				Msg: "guest is listed more than once"})
+			msg := "guest is listed more than once"
+			if prev.From != s.From {
+				msg = fmt.Sprintf("guest is declared twice: in %s and in %s", from(prev), from(s))
+			}
+			errs = append(errs, &Error{Guest: s.Name, Setting: SettingEntry, Origin: s.Origin[SettingEntry], Msg: msg})
 			continue
 		}
 		byName[s.Name] = s
 		if prev, ok := byDomain[s.DomainName]; ok {
 			errs = append(errs, &Error{Guest: s.Name, Setting: SettingName, Origin: s.Origin[SettingName],
-				Msg: fmt.Sprintf("domain name %q is also used by guest %q; xl needs unique domain names", s.DomainName, prev.Name)})
+				Msg: fmt.Sprintf("domain name %q is also used by guest %q (%s); xl needs unique domain names", s.DomainName, prev.Name, from(prev))})
 			continue
 		}
 		byDomain[s.DomainName] = s
 	}
 	return errs.Err()
+}
+
+func from(s *Spec) string {
+	if s.From == "" {
+		return SettingEntry
+	}
+	return s.From
 }
 
 // parseInt parses a decimal setting value.

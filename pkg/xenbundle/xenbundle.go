@@ -47,6 +47,10 @@ func indent(s string) string {
 	return "\n  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
+// extraCommands are added by other files of this package (image, boot,
+// bundle commands) from their init functions.
+var extraCommands []*cobra.Command
+
 // NewCommand returns the root cobra command.
 func NewCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -61,6 +65,7 @@ Guests are described by the bitbake variables Yocto users already write
 		SilenceErrors: true,
 	}
 	root.AddCommand(planCommand(), installCommand(), importCommand())
+	root.AddCommand(extraCommands...)
 	return root
 }
 
