@@ -11,6 +11,16 @@
 // The image is built once into the repository's .cache/ (package downloads
 // and extraction are cached), and the machine is booted once per test
 // binary in TestMain.
+//
+// Host packages (Debian 12) the CI must install:
+//
+//	apt-get install -y qemu-system-x86 qemu-utils e2fsprogs xz-utils bzip2 kmod cpio
+//
+// apt-get, apt-cache and dpkg-deb (always present on Debian) fetch and
+// unpack the image packages; kmod (depmod) is optional; cpio is only used by
+// a unit test to cross-check the initramfs. KVM is used only when /dev/kvm
+// works and the CPU advertises vmx/svm; otherwise QEMU runs TCG and the boot
+// timeout is multiplied by 4.
 package e2e
 
 import (

@@ -21,6 +21,7 @@ var (
 	flagBootTimeout = flag.Duration("boot-timeout", 120*time.Second, "boot timeout under KVM (scaled x4 under TCG)")
 	flagNoKVM       = flag.Bool("no-kvm", false, "force TCG")
 	flagMemory      = flag.Int("memory", 2048, "QEMU memory in MB (the spec default is 4096)")
+	flagInit        = flag.String("init", "busybox", "dom0 init system: busybox or systemd (for boot-time comparison)")
 )
 
 // Names of the bundled guests.
@@ -79,7 +80,7 @@ func logf(format string, args ...any) {
 }
 
 func setup() {
-	for _, tool := range []string{"apt-get", "dpkg-deb", "mkfs.ext4", "debugfs", "qemu-img", "bzip2", "xz"} {
+	for _, tool := range []string{"apt-get", "dpkg-deb", "mkfs.ext4", "debugfs", "qemu-img", "bzip2", "xz", "cp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			s.skip = fmt.Sprintf("host tool missing: %v", err)
 			return
@@ -102,7 +103,7 @@ func setup() {
 	}
 	t0 := time.Now()
 	out, err := hostimage.Build(ctx, hostimage.Options{
-		Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine),
+		Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit), Init: *flagInit,
 		CacheDir: filepath.Join(root, ".cache"), Logf: logf,
 	})
 	if err != nil {
@@ -136,7 +137,7 @@ func setup() {
 	}
 	logf("bundle: %.1fs", time.Since(t1).Seconds())
 
-	s.logFile = filepath.Join(root, ".cache", "e2e", "serial.log")
+	s.logFile = filepath.Join(root, ".cache", "e2e", "serial-"+*flagInit+".log")
 	vm, err := qemu.Boot(ctx, out.Descriptor, qemu.Options{
 		NoKVM: *flagNoKVM, MemoryMB: *flagMemory, RootDisk: rootfs,
 		BootTimeout: *flagBootTimeout, LogFile: s.logFile,
@@ -147,6 +148,21 @@ func setup() {
 	}
 	s.vm = vm
 	logf("booted under %s; serial log %s", vm.Accel(), s.logFile)
+	// Boot timing of the first autostarted guest: poll its console log.
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second*time.Duration(vm.Scale()))
+	defer cancel()
+	for wctx.Err() == nil {
+		r, err := vm.Run(wctx, "grep -l 'login:' /var/log/xen/console/guest-*.log 2>/dev/null")
+		if err != nil {
+			break
+		}
+		if r.Status == 0 {
+			vm.Mark("guest-up")
+			logf("first autostarted guest up: %s", strings.TrimSpace(r.Output))
+			break
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func teardown() {

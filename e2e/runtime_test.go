@@ -94,7 +94,6 @@ func TestGuestBundleRuntime(t *testing.T) {
 			t.Fatalf("xendomains did not start %s: %s", autoGuest, out)
 		}
 		d := waitGuestLogin(t, autoGuest, 60*time.Second*scale)
-		v.Mark("guest-up")
 		t.Logf("autostart guest reached login %.1fs after the check began", d.Seconds())
 		r = run(t, "xl list | wc -l")
 		if n, _ := strconv.Atoi(strings.TrimSpace(r.Output)); n < 3 {

@@ -156,10 +156,48 @@ func isHex(s string) bool {
 	return err == nil
 }
 
+// showAll resolves many specs with one `apt-cache show` call (each call
+// can cost seconds when apt rebuilds its binary cache). It fails if any
+// spec is unknown.
+func showAll(ctx context.Context, specs []string) ([]Package, error) {
+	args := append([]string{"show", "--no-all-versions"}, specs...)
+	out, err := run(ctx, "", "apt-cache", args...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseControl(bytes.NewReader(out), "apt-cache show")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]Package{}
+	for _, s := range st {
+		p, err := PackageFromStanza(s, "apt-cache show")
+		if err != nil {
+			return nil, err
+		}
+		byName[p.Name] = p
+	}
+	res := make([]Package, len(specs))
+	for i, spec := range specs {
+		name, ver, _ := strings.Cut(spec, "=")
+		p, ok := byName[name]
+		if !ok || (ver != "" && p.Version != ver) {
+			return nil, fmt.Errorf("apt-cache show: no record for %s", spec)
+		}
+		res[i] = p
+	}
+	return res, nil
+}
+
 // Resolve maps package specs ("name" or "name=version") to exact packages
 // using the local apt indexes. When a name is unknown it runs
 // `apt-get update` once and retries.
 func (f *Fetcher) Resolve(ctx context.Context, specs ...string) ([]Package, error) {
+	if len(specs) > 1 {
+		if ps, err := showAll(ctx, specs); err == nil {
+			return ps, nil
+		}
+	}
 	out := make([]Package, 0, len(specs))
 	for _, spec := range specs {
 		p, err := show(ctx, spec)
@@ -200,10 +238,7 @@ func (f *Fetcher) Fetch(ctx context.Context, p Package) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	f.logf("debpkg: downloading %s=%s", p.Name, p.Version)
-	spec := p.Name + ":" + p.Arch + "=" + p.Version
-	if p.Arch == "all" {
-		spec = p.Name + "=" + p.Version
-	}
+	spec := aptSpec(p)
 	dl := func() error {
 		_, err := run(ctx, tmp, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", spec)
 		return err
@@ -248,6 +283,65 @@ func VerifyFile(path, want string) error {
 		return fmt.Errorf("%s: sha256 mismatch: got %s, want %s", path, got, want)
 	}
 	return nil
+}
+
+// FetchAll makes sure every package is in the cache, downloading the
+// missing ones with a single `apt-get download` call (one acquire run with
+// parallel, pipelined transfers instead of one process per package), then
+// verifying each file's SHA-256. It returns the cached paths in order.
+func (f *Fetcher) FetchAll(ctx context.Context, ps []Package) ([]string, error) {
+	paths := make([]string, len(ps))
+	var missing []int
+	for i, p := range ps {
+		paths[i] = f.debPath(p)
+		if _, err := os.Stat(paths[i]); err != nil {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return paths, nil
+	}
+	dir := filepath.Join(f.CacheDir, "debs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".dl-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	args := []string{"download", "-q", "-o", "APT::Sandbox::User=root"}
+	for _, i := range missing {
+		args = append(args, aptSpec(ps[i]))
+	}
+	f.logf("debpkg: downloading %d packages", len(missing))
+	if _, err := run(ctx, tmp, "apt-get", args...); err != nil {
+		if uerr := f.aptUpdate(ctx); uerr != nil {
+			return nil, err
+		}
+		if _, err := run(ctx, tmp, "apt-get", args...); err != nil {
+			return nil, fmt.Errorf("after apt-get update: %w", err)
+		}
+	}
+	// apt names files name_version_arch.deb with ':' escaped as %3a, which
+	// is exactly Package.ID().
+	for _, i := range missing {
+		got := filepath.Join(tmp, ps[i].ID()+".deb")
+		if err := VerifyFile(got, ps[i].SHA256); err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", ps[i].ID(), err)
+		}
+		if err := os.Rename(got, paths[i]); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+func aptSpec(p Package) string {
+	if p.Arch == "all" {
+		return p.Name + "=" + p.Version
+	}
+	return p.Name + ":" + p.Arch + "=" + p.Version
 }
 
 const stampName = ".vxn-debpkg-extracted"
@@ -364,18 +458,25 @@ func (l *Lock) Write(path string) error {
 // ResolveLocked resolves names, preferring the versions pinned in lock and
 // adding newly resolved packages to it.
 func (f *Fetcher) ResolveLocked(ctx context.Context, lock *Lock, names ...string) ([]Package, error) {
-	out := make([]Package, 0, len(names))
+	var todo []string
 	for _, n := range names {
-		if p, ok := lock.Find(n); ok {
-			out = append(out, p)
-			continue
+		if _, ok := lock.Find(n); !ok {
+			todo = append(todo, n)
 		}
-		ps, err := f.Resolve(ctx, n)
+	}
+	if len(todo) > 0 {
+		ps, err := f.Resolve(ctx, todo...)
 		if err != nil {
 			return nil, err
 		}
-		lock.Add(ps[0])
-		out = append(out, ps[0])
+		for _, p := range ps {
+			lock.Add(p)
+		}
+	}
+	out := make([]Package, 0, len(names))
+	for _, n := range names {
+		p, _ := lock.Find(n)
+		out = append(out, p)
 	}
 	return out, nil
 }

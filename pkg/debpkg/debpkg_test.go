@@ -220,6 +220,21 @@ func TestFetchExtract(t *testing.T) {
 	if err := VerifyFile(deb, ps[0].SHA256); err != nil {
 		t.Error(err)
 	}
+	// FetchAll into a fresh cache: one apt-get call, verified.
+	f3 := &Fetcher{CacheDir: t.TempDir()}
+	more, err := f3.Resolve(ctx, "libyajl2", "libxentoollog1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := f3.FetchAll(ctx, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		if err := VerifyFile(p, more[i].SHA256); err != nil {
+			t.Error(err)
+		}
+	}
 	// A wrong checksum must be rejected.
 	bad := ps[0]
 	bad.SHA256 = strings.Repeat("0", 64)
@@ -227,6 +242,9 @@ func TestFetchExtract(t *testing.T) {
 	f2 := &Fetcher{CacheDir: t.TempDir(), NoUpdate: true}
 	if _, err := f2.Fetch(ctx, bad); err == nil || !strings.Contains(err.Error(), "sha256 mismatch") {
 		t.Errorf("Fetch with wrong sha: err = %v", err)
+	}
+	if _, err := f2.FetchAll(ctx, []Package{bad}); err == nil || !strings.Contains(err.Error(), "sha256 mismatch") {
+		t.Errorf("FetchAll with wrong sha: err = %v", err)
 	}
 }
 

@@ -32,7 +32,8 @@ func repoRoot(t *testing.T) string {
 }
 
 // TestBuild builds the real images from Debian packages (slow the first
-// time: about 100 MB of downloads). Enabled with VXN_BUILD_IMAGE=1.
+// time: about 100 MB of downloads). Enabled with VXN_BUILD_IMAGE=1;
+// VXN_BUILD_CACHE selects another cache directory.
 func TestBuild(t *testing.T) {
 	if os.Getenv("VXN_BUILD_IMAGE") == "" {
 		t.Skip("set VXN_BUILD_IMAGE=1 to build the reference images from Debian packages")
@@ -42,12 +43,15 @@ func TestBuild(t *testing.T) {
 			t.Skipf("host tool missing: %v", err)
 		}
 	}
-	root := repoRoot(t)
-	out := filepath.Join(root, ".cache", "hostimage-test")
+	cache := filepath.Join(repoRoot(t), ".cache")
+	if c := os.Getenv("VXN_BUILD_CACHE"); c != "" {
+		cache = c // e.g. an empty directory to measure a cold build
+	}
+	out := filepath.Join(cache, "hostimage-test")
 	ctx := context.Background()
 	var hooked bool
 	t0 := time.Now()
-	o, err := Build(ctx, Options{OutDir: out, CacheDir: filepath.Join(root, ".cache"), Logf: t.Logf,
+	o, err := Build(ctx, Options{OutDir: out, CacheDir: cache, Logf: t.Logf,
 		PopulateRootfs: func(ctx context.Context, dir string) error {
 			hooked = true
 			return os.WriteFile(filepath.Join(dir, "etc/hook-was-here"), []byte("1\n"), 0o644)

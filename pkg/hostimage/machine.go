@@ -37,6 +37,8 @@ type Machine struct {
 	KernelImage string
 	// Dom0Packages are extracted into the dom0 rootfs.
 	Dom0Packages []PackageSpec
+	// SystemdPackages are added to dom0 for Options.Init == "systemd".
+	SystemdPackages []PackageSpec
 	// GuestPackages are extracted into the reference guest rootfs.
 	GuestPackages []PackageSpec
 	// InitramfsModules are loaded by the shared initramfs (disk + ext4 for
@@ -88,6 +90,18 @@ var commonDom0 = append(append([]PackageSpec{}, xenLibs...), []PackageSpec{
 	// /lib/lsb/init-functions and /lib/init/vars.sh, sourced by xendomains.
 	{Name: "sysvinit-utils", Keep: []string{"usr/lib/lsb/", "usr/lib/init/vars.sh"}},
 }...)
+
+// systemdDom0 is what the systemd variant of dom0 adds (measurement only).
+var systemdDom0 = []PackageSpec{
+	{Name: "systemd", Drop: []string{"usr/lib/systemd/system-generators/systemd-getty-generator"}},
+	{Name: "systemd-sysv", Keep: []string{"usr/sbin/poweroff", "usr/sbin/reboot", "usr/sbin/halt", "usr/sbin/shutdown"}},
+	{Name: "libsystemd-shared"}, {Name: "libsystemd0"}, {Name: "mount"},
+	{Name: "libacl1"}, {Name: "libapparmor1"}, {Name: "libaudit1"}, {Name: "libcap-ng0"}, {Name: "libcap2"},
+	{Name: "libcrypt1"}, {Name: "libcryptsetup12"}, {Name: "libdevmapper1.02.1"}, {Name: "libargon2-1"},
+	{Name: "libjson-c5"}, {Name: "libudev1"}, {Name: "libfdisk1"}, {Name: "libgcrypt20"}, {Name: "libgpg-error0"},
+	{Name: "libip4tc2"}, {Name: "libkmod2"}, {Name: "liblz4-1"}, {Name: "libp11-kit0"}, {Name: "libffi8"},
+	{Name: "libpam0g"}, {Name: "libseccomp2"}, {Name: "libssl3"},
+}
 
 // Machines lists the known machines by name.
 var Machines = map[string]*Machine{
