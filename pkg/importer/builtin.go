@@ -187,6 +187,10 @@ func (h *rootfsTar) usage(ctx context.Context, req Request) (*usage, error) {
 	}
 	defer r.Close()
 	u, err = estimateTar(ctx, r, h.sanitizeOptions(req))
+	if errors.Is(err, ErrContentLimit) {
+		return nil, &SizeError{Guest: req.Guest, Type: req.Type, GivenMB: req.SizeMB, NeededMB: req.SizeMB + 1,
+			What: fmt.Sprintf("the content of %s (file data alone is larger than %d MB)", req.Source, req.SizeMB)}
+	}
 	if err != nil {
 		return nil, reqError(req, err)
 	}

@@ -358,6 +358,7 @@ func TestRootfsTarErrors(t *testing.T) {
 		return p
 	}
 	good := write("good.tar.gz", compress(t, Gzip, mkTar(t, rootfsEntries())))
+	big := write("big.tar", mkTar(t, []tent{{name: "big", body: strings.Repeat("b", 2*MiB)}}))
 	unsafe := write("loop.tar", mkTar(t, []tent{{name: "a", typ: tar.TypeSymlink, link: "a"}, {name: "a/x", body: "y"}}))
 	corrupt := write("corrupt.tar.gz", compress(t, Gzip, mkTar(t, rootfsEntries()))[:300])
 	notTar := write("image.qcow2", append([]byte("QFI\xfb\x00\x00\x00\x03"), make([]byte, 1000)...))
@@ -368,6 +369,7 @@ func TestRootfsTarErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"too small", good, 1, "XEN_GUEST_IMAGE_SIZE[g] = 1 MB is too small: the content of " + good},
+		{"file data over size", big, 1, "XEN_GUEST_IMAGE_SIZE[g] = 1 MB is too small: the content of " + big + " (file data alone is larger than 1 MB)"},
 		{"symlink loop", unsafe, 0, "too many levels of symbolic links"},
 		{"corrupt gzip", corrupt, 0, "gzip data is truncated"},
 		{"not a tar", notTar, 0, "looks like a qcow2 image"},

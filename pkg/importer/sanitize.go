@@ -53,6 +53,10 @@ import (
 //
 // The output is a plain PAX/USTAR tar stream.
 
+// ErrContentLimit is wrapped by the error for an archive whose file content
+// exceeds SanitizeOptions.MaxContent.
+var ErrContentLimit = errors.New("archive content exceeds the limit")
+
 // maxSymlinkHops bounds symlink resolution, like Linux's MAXSYMLINKS.
 const maxSymlinkHops = 40
 
@@ -390,7 +394,7 @@ func (w *tarWalker) entry(h *tar.Header, body io.Reader) error {
 	}
 	w.content += h.Size
 	if w.opt.MaxContent > 0 && w.content > w.opt.MaxContent {
-		return fmt.Errorf("file content so far (%d bytes) exceeds the limit of %d bytes (the image size)", w.content, w.opt.MaxContent)
+		return fmt.Errorf("file content so far (%d bytes) exceeds the limit of %d bytes (the image size): %w", w.content, w.opt.MaxContent, ErrContentLimit)
 	}
 	out.Size = h.Size
 	lr := &io.LimitedReader{R: body, N: h.Size}
