@@ -271,9 +271,7 @@ func planImport(s *guest.Spec, env Env, h importer.Handler, src string) (*Import
 	if filesystemImport(s.SourceType) && imp.SizeMB == 0 {
 		// Upstream's default size, grown when the content needs more.
 		imp.SizeMB = env.DefaultImageSizeMB
-		if need := neededMB(content); need > imp.SizeMB {
-			imp.SizeMB = need
-		}
+		imp.SizeMB = max(imp.SizeMB, importer.AutoSizeMB(content))
 	}
 	return imp, nil
 }
@@ -281,13 +279,6 @@ func planImport(s *guest.Spec, env Env, h importer.Handler, src string) (*Import
 // filesystemImport reports import types that build a new filesystem, whose
 // size is chosen by the plan.
 func filesystemImport(t string) bool { return t == "rootfs_dir" || t == "rootfs_tar" }
-
-// neededMB is the automatic image size for content bytes: content plus 25%
-// and 16 MB of headroom for metadata and first writes.
-func neededMB(content int64) int {
-	mb := (content*5/4 + (1 << 20) - 1) >> 20
-	return int(mb) + 16
-}
 
 // nameFiles gives every file its stable Dom0 name: guest disks are
 // /var/lib/xen/images/<guest>.img (one rule for every source); kernels and

@@ -55,17 +55,6 @@ func TestNameFilesOneCopyPerKernel(t *testing.T) {
 	}
 }
 
-func TestNeededMB(t *testing.T) {
-	for _, tt := range []struct {
-		content int64
-		want    int
-	}{{0, 16}, {1, 17}, {100 << 20, 125 + 16}, {1 << 30, 1280 + 16}} {
-		if got := neededMB(tt.content); got != tt.want {
-			t.Errorf("neededMB(%d) = %d, want %d", tt.content, got, tt.want)
-		}
-	}
-}
-
 func TestDefaultKernelImageType(t *testing.T) {
 	for m, want := range map[string]string{"qemux86-64": "bzImage", "qemuarm64": "Image", "genericarm64": "Image", "qemuarm": "zImage"} {
 		if got := DefaultKernelImageType(m); got != want {
