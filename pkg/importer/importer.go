@@ -151,6 +151,7 @@ type UnknownTypeError struct {
 	Valid []string // the types that do exist
 }
 
+// Error implements error; it lists the valid types.
 func (e *UnknownTypeError) Error() string {
 	return fmt.Sprintf("unknown import type %q; valid types: %s (or install a program named %s%s on PATH)",
 		e.Type, strings.Join(e.Valid, ", "), ExternalPrefix, e.Type)
@@ -244,6 +245,7 @@ type MissingToolsError struct {
 	Missing []Tool
 }
 
+// Error implements error; it names every tool, its package and an apt-get line.
 func (e *MissingToolsError) Error() string {
 	var names, pkgs []string
 	seen := map[string]bool{}
@@ -301,6 +303,7 @@ type SizeError struct {
 	What     string // what needs the space
 }
 
+// Error implements error; it names the guest, the setting and both sizes.
 func (e *SizeError) Error() string {
 	return fmt.Sprintf("guest %q: %s[%s] = %d MB is too small: %s needs at least %d MB",
 		e.Guest, SettingImageSize, e.Guest, e.GivenMB, e.What, e.NeededMB)
