@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vxn-dev/vxn/pkg/bbconf"
 	"github.com/vxn-dev/vxn/pkg/guest"
+	"github.com/vxn-dev/vxn/pkg/importer"
 	"github.com/vxn-dev/vxn/pkg/plan"
 )
 
@@ -26,6 +28,67 @@ type Inputs struct {
 	List         string
 	HostMemoryMB int
 	Dom0MemoryMB int
+
+	// registry is built by load: the built-in import handlers plus the
+	// custom ones the inputs declare.
+	registry *importer.Registry
+}
+
+// Custom import types can be declared next to the guests, beyond
+// xenbundle-import-<type> programs found on PATH:
+//
+//	XEN_GUEST_IMPORT_COMMAND_<type> = "${TOPDIR}/scripts/import-vmdk"
+//	XEN_GUEST_IMPORT_TOOLS_<type>   = "qemu-img:qemu-utils mkfs.ext4:e2fsprogs"
+//
+// The tools (name[:debian-package]) are checked before any import runs.
+const (
+	importCommandVar = "XEN_GUEST_IMPORT_COMMAND_"
+	importToolsVar   = "XEN_GUEST_IMPORT_TOOLS_"
+)
+
+// parseTools parses "name[:package] ..." tool lists.
+func parseTools(v string) []importer.Tool {
+	var tools []importer.Tool
+	for _, w := range strings.Fields(v) {
+		name, pkg, _ := strings.Cut(w, ":")
+		tools = append(tools, importer.Tool{Name: name, DebianPackage: pkg})
+	}
+	return tools
+}
+
+// declareImporters registers the custom import types of specs that get
+// declares through get(variable).
+func declareImporters(specs []*guest.Spec, get func(string) (string, error)) (*importer.Registry, error) {
+	var opts []importer.Option
+	var externals []importer.Handler
+	base := importer.NewRegistry()
+	seen := map[string]bool{}
+	for _, s := range specs {
+		t := s.SourceType
+		if t == "" || seen[t] || slices.Contains(base.Types(), t) {
+			continue
+		}
+		seen[t] = true
+		cmd, err := get(importCommandVar + t)
+		if err != nil {
+			return nil, err
+		}
+		toolsVal, err := get(importToolsVar + t)
+		if err != nil {
+			return nil, err
+		}
+		tools := parseTools(toolsVal)
+		if cmd != "" {
+			externals = append(externals, importer.External(t, cmd, tools))
+		} else if len(tools) > 0 {
+			opts = append(opts, importer.WithDepends(t, tools))
+		}
+	}
+	reg := importer.NewRegistry(opts...)
+	for _, h := range externals {
+		reg.Register(h)
+	}
+	return reg, nil
 }
 
 // machineOverrides returns the OVERRIDES a bitbake build would have for
@@ -119,7 +182,8 @@ func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 	if err != nil {
 		return nil, env, err
 	}
-	return specs, env, nil
+	in.registry, err = declareImporters(specs, func(name string) (string, error) { return get(name, "") })
+	return specs, env, err
 }
 
 func (in *Inputs) machine() string {
@@ -193,6 +257,15 @@ func (in *Inputs) loadManifest(env plan.Env) ([]*guest.Spec, plan.Env, error) {
 			}
 			return "${" + k + "}"
 		})
+	}
+	in.registry, err = declareImporters(specs, func(name string) (string, error) {
+		if v, ok := vars[name]; ok {
+			return expand(v), nil
+		}
+		return "", nil
+	})
+	if err != nil {
+		return nil, env, err
 	}
 	for _, s := range specs {
 		for _, p := range []*string{&s.Rootfs, &s.Kernel, &s.Ramdisk, &s.ConfigFile, &s.SourceFile, &s.Extra} {

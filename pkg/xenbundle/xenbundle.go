@@ -95,12 +95,15 @@ func defaultCacheDir() string {
 	return filepath.Join(os.TempDir(), "xenbundle-cache")
 }
 
-func makePlan(in *Inputs, reg *importer.Registry, cacheDir string) (*plan.Plan, error) {
+// makePlan loads the inputs and makes the plan; it returns the import
+// registry (built-ins plus declared custom types) that Apply must use.
+func makePlan(in *Inputs, cacheDir string) (*plan.Plan, *importer.Registry, error) {
 	specs, env, err := in.load()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return plan.Make(specs, env, plan.Options{Registry: reg, CacheDir: cacheDir})
+	p, err := plan.Make(specs, env, plan.Options{Registry: in.registry, CacheDir: cacheDir})
+	return p, in.registry, err
 }
 
 func planCommand() *cobra.Command {
@@ -114,7 +117,7 @@ func planCommand() *cobra.Command {
   xenbundle plan --manifest guests.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := makePlan(&in, importer.NewRegistry(), "")
+			p, _, err := makePlan(&in, "")
 			if err != nil {
 				return err
 			}
@@ -215,8 +218,7 @@ func installCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reg := importer.NewRegistry()
-			p, err := makePlan(&in, reg, cacheDir)
+			p, reg, err := makePlan(&in, cacheDir)
 			if err != nil {
 				return err
 			}

@@ -404,3 +404,42 @@ func TestReproducibleImport(t *testing.T) {
 		t.Errorf("images differ: %s vs %s", sums[0], sums[1])
 	}
 }
+
+// TestCustomImportType declares an import type in the configuration and
+// checks it is really called, and that its declared tools are checked
+// before any work.
+func TestCustomImportType(t *testing.T) {
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "import-fake")
+	os.WriteFile(script, []byte("#!/bin/sh\n# SOURCE OUTPUT SIZE_MB\nset -e\ncp \"$1\" \"$2\"\ntruncate -s \"${3}M\" \"$2\"\n"), 0o755)
+	write := func(tools string) string {
+		conf := filepath.Join(dir, "local.conf")
+		os.WriteFile(conf, []byte(fmt.Sprintf(`BUNDLED_XEN_GUESTS = "v"
+XEN_GUEST_SOURCE_TYPE[v] = "fake"
+XEN_GUEST_SOURCE_FILE[v] = "${DEPLOY_DIR_IMAGE}/vendor-kernel"
+XEN_GUEST_IMAGE_SIZE[v] = "2"
+XEN_GUEST_IMPORT_COMMAND_fake = "%s"
+XEN_GUEST_IMPORT_TOOLS_fake = "%s"
+`, script, tools)), 0o644)
+		return conf
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	args := func(conf string) []string {
+		return []string{"install", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--cache-dir", filepath.Join(dir, "cache"), "-q"}
+	}
+	_, errOut, code := run(t, args(write("sh no-such-tool-xyz:xyz-utils"))...)
+	if code == 0 || !strings.Contains(errOut, "no-such-tool-xyz") || !strings.Contains(errOut, "xyz-utils") {
+		t.Fatalf("missing tool not reported (code %d): %s", code, errOut)
+	}
+	if _, err := os.Stat(rootfs); err == nil {
+		t.Error("rootfs written despite a missing tool")
+	}
+	if _, errOut, code = run(t, args(write("sh"))...); code != 0 {
+		t.Fatalf("custom import failed: %s", errOut)
+	}
+	st, err := os.Stat(filepath.Join(rootfs, "var/lib/xen/images/v.img"))
+	if err != nil || st.Size() != 2<<20 {
+		t.Fatalf("custom import output: %v %v", st, err)
+	}
+}
