@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"regexp"
 	"strings"
 
@@ -60,7 +61,10 @@ func (e *Ext4) CopyFile(p, hostSrc string, perm fs.FileMode) error {
 	if _, err := Clean(p); err != nil {
 		return err
 	}
-	return e.im.WriteFile(p, hostSrc, perm, 0, 0)
+	return e.im.Batch(func(b *ext4.Batch) {
+		b.MkdirAll(path.Dir(p), 0o755)
+		b.WriteFile(p, hostSrc, perm, 0, 0)
+	})
 }
 
 // Symlink implements FS.
@@ -68,8 +72,10 @@ func (e *Ext4) Symlink(target, p string) error {
 	if _, err := Clean(p); err != nil {
 		return err
 	}
+	_, statErr := e.im.Stat(p)
 	return e.im.Batch(func(b *ext4.Batch) {
-		if _, err := e.im.Stat(p); err == nil {
+		b.MkdirAll(path.Dir(p), 0o755)
+		if statErr == nil {
 			b.Remove(p)
 		}
 		b.Symlink(target, p)

@@ -117,6 +117,7 @@ type Batch struct {
 type dcmd struct {
 	line  string
 	allow []string // output substrings that are not errors
+	skip  bool     // dropped before the run (a mkdir of an existing directory)
 	out   []string // output lines, filled in after the run
 	check func(out []string) error
 }
@@ -212,7 +213,11 @@ func (b *Batch) MkdirAll(p string, mode os.FileMode) {
 		// Only directories that did not exist before get mode and owner.
 		idx := len(b.cmds)
 		b.after = append(b.after, func(exists map[string]bool) {
-			if !exists[dir] {
+			if exists[dir] {
+				// debugfs's mkdir of an existing name leaks a new,
+				// unconnected directory inode: never issue it.
+				b.cmds[idx-1].skip = true
+			} else {
 				b.cmds[idx-1].allow = nil
 				b.insertAt(idx, fmt.Sprintf("sif %s mode 0%o", q(dir), 0o40000|unixPerm(m)))
 			}
@@ -343,6 +348,16 @@ func (b *Batch) run() error {
 		sort.SliceStable(b.inserts, func(i, j int) bool { return b.inserts[i].idx > b.inserts[j].idx })
 		for _, in := range b.inserts {
 			b.cmds = append(b.cmds[:in.idx], append([]*dcmd{in.c}, b.cmds[in.idx:]...)...)
+		}
+		kept := b.cmds[:0]
+		for _, c := range b.cmds {
+			if !c.skip {
+				kept = append(kept, c)
+			}
+		}
+		b.cmds = kept
+		if len(b.cmds) == 0 {
+			return nil
 		}
 	}
 	return b.im.exec(true, b.cmds)
