@@ -1,0 +1,123 @@
+package guestproto
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Spec is the job vxn-init runs: everything Dom0 decided about the
+// container. It is sent as one TypeSpec frame after the guest's Ready.
+type Spec struct {
+	// Args is the entrypoint's argv, executed verbatim (no shell). Args[0]
+	// without a slash is looked up in the PATH of Env inside the container.
+	Args []string `json:"args"`
+	// Env is the environment as KEY=VALUE; PATH, HOME and HOSTNAME get
+	// docker's defaults when missing.
+	Env []string `json:"env,omitempty"`
+	// Cwd is the working directory inside the container ("" = "/"); it is
+	// created when missing, as docker does.
+	Cwd string `json:"cwd,omitempty"`
+	// User is docker's -u: "", "name", "uid", "name:group", "uid:gid".
+	// Names are resolved through the container's /etc/passwd and /etc/group.
+	User string `json:"user,omitempty"`
+	// Hostname is set with sethostname(2) when non-empty.
+	Hostname string `json:"hostname,omitempty"`
+	// ResolvConf, when non-empty, is written to /etc/resolv.conf.
+	ResolvConf string `json:"resolv_conf,omitempty"`
+	// TTY asks for a terminal (not implemented yet; see the package doc).
+	TTY bool `json:"tty,omitempty"`
+	// Stdin keeps the container's stdin open and fed by Stdin frames;
+	// otherwise it is /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+
+	// RootDev is the read-only image disk, a name under /dev ("xvda" under
+	// Xen, "vda" under QEMU virtio). Default "xvda".
+	RootDev string `json:"root_dev,omitempty"`
+	// RootFSType is its file system type. Default "ext4".
+	RootFSType string `json:"root_fstype,omitempty"`
+	// ScratchDev, when set, is an ext4 disk holding the writable layer;
+	// otherwise the writable layer is a tmpfs.
+	ScratchDev string `json:"scratch_dev,omitempty"`
+	// TmpfsSize is the tmpfs size= option ("" = kernel default, half of RAM).
+	TmpfsSize string `json:"tmpfs_size,omitempty"`
+}
+
+// Validate checks what vxn-init cannot work without.
+func (s *Spec) Validate() error {
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return fmt.Errorf("job spec: empty argv (no entrypoint and no command)")
+	}
+	for i, e := range s.Env {
+		if e == "" || e[0] == '=' || !containsByte(e, '=') {
+			return fmt.Errorf("job spec: env[%d] %q is not KEY=VALUE", i, e)
+		}
+	}
+	return nil
+}
+
+func containsByte(s string, b byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return true
+		}
+	}
+	return false
+}
+
+// Marshal encodes the spec for a TypeSpec frame.
+func (s *Spec) Marshal() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxPayload {
+		return nil, fmt.Errorf("job spec is %d bytes encoded, the limit is %d (too much environment?)", len(b), MaxPayload)
+	}
+	return b, nil
+}
+
+// ParseSpec decodes and validates a TypeSpec payload.
+func ParseSpec(b []byte) (*Spec, error) {
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SendSpec validates and sends the spec as one frame.
+func (w *Writer) SendSpec(s *Spec) error {
+	b, err := s.Marshal()
+	if err != nil {
+		return err
+	}
+	return w.WriteFrame(TypeSpec, b)
+}
+
+// ReadyInfo is the payload of TypeReady.
+type ReadyInfo struct {
+	Version int `json:"version"` // protocol version, 1
+	// UptimeMS is the guest's uptime (CLOCK_BOOTTIME) when init was ready.
+	UptimeMS int64 `json:"uptime_ms"`
+	// InitMS is the time spent in vxn-init so far (mounts, modules).
+	InitMS int64 `json:"init_ms"`
+	// Kernel is the kernel release (uname -r).
+	Kernel string `json:"kernel,omitempty"`
+}
+
+// StartedInfo is the payload of TypeStarted.
+type StartedInfo struct {
+	// UptimeMS is the guest uptime when the entrypoint was started.
+	UptimeMS int64 `json:"uptime_ms"`
+	// InitMS is the time from vxn-init's start to the entrypoint's exec,
+	// not counting the wait for the spec.
+	InitMS int64 `json:"init_ms"`
+	// Pid is the entrypoint's pid in the guest.
+	Pid int `json:"pid"`
+}
