@@ -94,6 +94,9 @@ func Find(ctx context.Context, target dom0fs.FS, tmp string) ([]*Installed, func
 	default:
 		return nil, cleanup, fmt.Errorf("%s: cannot read bundles from this kind of root filesystem", target)
 	}
+	if abs, err := filepath.Abs(hostRoot); err == nil {
+		hostRoot = abs // specs need absolute paths
+	}
 	ents, err := os.ReadDir(hostRoot)
 	if err != nil {
 		cleanup()
