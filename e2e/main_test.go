@@ -37,6 +37,7 @@ type suite struct {
 	vm      *qemu.VM
 	bootErr error
 	logFile string
+	work    string // temporary directory with the bundled rootfs copy
 	t0      time.Time
 	guestUp time.Duration // autostart guest reached login, since QEMU start
 }
@@ -48,6 +49,9 @@ func TestMain(m *testing.M) {
 	code := 0
 	if !*flagE2E && os.Getenv("VXN_E2E") == "" {
 		s.skip = "end-to-end tests disabled: pass -args -e2e or set VXN_E2E=1"
+		code = m.Run()
+	} else if *flagCompareInit > 0 {
+		s.skip = "-compare-init mode: only TestCompareInit boots machines"
 		code = m.Run()
 	} else {
 		s.t0 = time.Now()
@@ -119,6 +123,7 @@ func setup() {
 		s.bootErr = err
 		return
 	}
+	s.work = work
 	rootfs := filepath.Join(work, "rootfs.ext4")
 	if b, err := exec.Command("cp", "--sparse=always", out.Rootfs, rootfs).CombinedOutput(); err != nil {
 		s.bootErr = fmt.Errorf("copy rootfs: %v: %s", err, b)
@@ -173,6 +178,9 @@ func teardown() {
 		for _, p := range s.vm.Timings() {
 			logf("phase %-14s %7.1fs  %s", p.Name, p.At.Seconds(), strings.TrimSpace(p.Line))
 		}
+	}
+	if s.work != "" {
+		os.RemoveAll(s.work)
 	}
 	if !s.t0.IsZero() {
 		logf("total e2e time: %.1fs", time.Since(s.t0).Seconds())

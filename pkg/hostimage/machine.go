@@ -112,6 +112,7 @@ var Machines = map[string]*Machine{
 		KernelMeta: "linux-image-amd64", KernelImage: "vmlinuz",
 		Dom0Packages:     append([]PackageSpec{xenUtils}, commonDom0...),
 		GuestPackages:    []PackageSpec{{Name: "busybox-static"}},
+		SystemdPackages:  systemdDom0,
 		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
 		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
 			"xen-blkback", "loop", "crc32c_generic", "ext4"},
