@@ -480,3 +480,26 @@ func (f *Fetcher) ResolveLocked(ctx context.Context, lock *Lock, names ...string
 	}
 	return out, nil
 }
+
+// DefaultCacheDir returns the cache directory to use when none is given:
+// ".cache" in the enclosing Go module's root (ignored by git) when the
+// working directory is inside one, else the user cache directory + "/vxn".
+func DefaultCacheDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, ".cache"), nil
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	uc, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(uc, "vxn"), nil
+}

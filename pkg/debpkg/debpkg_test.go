@@ -306,3 +306,13 @@ func FuzzParseRelations(f *testing.F) {
 		}
 	})
 }
+
+func TestDefaultCacheDir(t *testing.T) {
+	d, err := DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(d), "go.mod")); err != nil || filepath.Base(d) != ".cache" {
+		t.Errorf("DefaultCacheDir() = %q, want <module root>/.cache", d)
+	}
+}

@@ -22,6 +22,15 @@
 // xen-init-name/xen-init-list) starts everything in /etc/xen/auto at boot and
 // shuts it down from rcK at poweroff.
 //
+// Networking is not part of the image yet: there is no xen-netback or
+// bridge module, no iproute2/bridge setup (xenbr0) and the vif-bridge
+// hotplug script's dependencies are missing, so guests get no vif. Guest
+// configs therefore must not carry a vif line until that is added.
+//
+// Guest kernel: Debian's kernel has xen-blkfront and ext4 as modules, so a
+// PV guest booting it needs `ramdisk =` pointing at the initramfs built
+// here (root=/dev/xvda on the command line), unlike Yocto's guest kernels.
+//
 // We assemble the rootfs ourselves (extract .debs, merged-/usr mapping,
 // DT_NEEDED check) rather than with debootstrap/mmdebstrap: that needs no
 // chroot, runs no maintainer scripts, and keeps dom0 at a few dozen MB.
@@ -56,8 +65,8 @@ type Options struct {
 	Machine string
 	// OutDir receives the artefacts (required).
 	OutDir string
-	// CacheDir holds downloaded and extracted packages (required; the
-	// repository's ignored .cache/ is the usual place).
+	// CacheDir holds downloaded and extracted packages (default
+	// debpkg.DefaultCacheDir: the repository's ignored .cache/).
 	CacheDir string
 	// LockFile pins package versions (default OutDir/packages.lock.json).
 	// Missing entries are resolved and added.
@@ -144,8 +153,15 @@ func Build(ctx context.Context, opts Options) (*Output, error) {
 	if opts.Machine == "" {
 		opts.Machine = "qemux86-64"
 	}
-	if opts.OutDir == "" || opts.CacheDir == "" {
-		return nil, errors.New("hostimage: OutDir and CacheDir are required")
+	if opts.OutDir == "" {
+		return nil, errors.New("hostimage: OutDir is required")
+	}
+	if opts.CacheDir == "" {
+		d, err := debpkg.DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		opts.CacheDir = d
 	}
 	if opts.Dom0MemMB == 0 {
 		opts.Dom0MemMB = 512
