@@ -104,7 +104,13 @@ func ParseReference(s string) (Reference, error) {
 	if strings.TrimSpace(s) != s || strings.ContainsAny(s, " \t") {
 		return bad("contains white space")
 	}
-	r, err := name.ParseReference(s)
+	var r name.Reference
+	var err error
+	if strings.Contains(s, "@") {
+		r, err = name.NewDigest(s)
+	} else {
+		r, err = name.NewTag(s)
+	}
 	if err != nil {
 		return bad("%v", err)
 	}
