@@ -168,6 +168,20 @@ func planLayers(ctx context.Context, layers []v1.Layer) ([]*layerPlan, error) {
 				}
 				return nil
 			}
+			// Remember where each name's data is, kept or not, so a hard
+			// link to a dropped entry can take over its data.
+			switch h.Typeflag {
+			case tar.TypeDir:
+				delete(byName, name)
+			case tar.TypeLink:
+				if ti, ok := byName[cleanName(h.Linkname)]; ok {
+					byName[name] = ti
+				} else {
+					delete(byName, name)
+				}
+			default:
+				byName[name] = idx
+			}
 			if s, ok := seen[name]; ok && s.layer > i {
 				return nil // replaced or deleted by an upper layer
 			}
@@ -176,31 +190,22 @@ func planLayers(ctx context.Context, layers []v1.Layer) ([]*layerPlan, error) {
 			}
 			keep = true
 			seen[name] = seenPath{layer: i, hides: h.Typeflag != tar.TypeDir}
-			switch h.Typeflag {
-			case tar.TypeDir:
-				delete(byName, name)
-			case tar.TypeLink:
-				t := cleanName(h.Linkname)
-				ti, ok := byName[t]
-				if !ok {
-					break
-				}
-				byName[name] = ti
-				if pl.keep[ti] {
-					break
-				}
-				if pn, ok := promoted[ti]; ok {
-					pl.relink[idx] = pn
-					break
-				}
-				// The target is gone in the final image: emit its data
-				// under this link's name instead of the link.
-				promoted[ti] = name
-				pl.rename[ti] = name
-				keep = false
-			default:
-				byName[name] = idx
+			if h.Typeflag != tar.TypeLink {
+				return nil
 			}
+			ti, ok := byName[name]
+			if !ok || pl.keep[ti] {
+				return nil
+			}
+			if pn, ok := promoted[ti]; ok {
+				pl.relink[idx] = pn
+				return nil
+			}
+			// The target is gone in the final image: emit its data under
+			// this link's name instead of the link.
+			promoted[ti] = name
+			pl.rename[ti] = name
+			keep = false
 			return nil
 		})
 		if err != nil {

@@ -185,7 +185,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opt oci.Options) (*Image, 
 	defer unlock()
 	// A concurrent Remove may have collected our blobs between the copy
 	// and now; copy whatever is missing again (under the lock: no race).
-	if _, err := s.copyImage(ctx, img, opt, false); err != nil {
+	quiet := opt
+	quiet.Progress = nil
+	if _, err := s.copyImage(ctx, img, quiet, false); err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", r, err)
 	}
 	ix, err := s.readIndex()
@@ -245,6 +247,9 @@ func (s *Store) copyImage(ctx context.Context, img v1.Image, opt oci.Options, sh
 		opt.Progress(prog)
 	}
 	prog.Total = int64(len(rawCfg))
+	if s.hasBlob(mf.Config.Digest) {
+		prog.Complete = prog.Total
+	}
 	var todo []v1.Layer
 	for _, l := range layers {
 		d, err := l.Digest()
