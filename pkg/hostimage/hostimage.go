@@ -396,7 +396,7 @@ func (b *builder) initramfs(ctx context.Context) error {
 		return err
 	}
 	var a initramfs
-	bb, err := os.ReadFile(filepath.Join(b.trees["busybox-static"], "bin", "busybox"))
+	bb, err := os.ReadFile(filepath.Join(b.trees["busybox-static"], filepath.FromSlash(b.m.Busybox)))
 	if err != nil {
 		return err
 	}
@@ -610,7 +610,7 @@ func (b *builder) descriptor() error {
 		BootMethod: m.BootMethod, Hypervisor: rel(b.out.Hypervisor),
 		XenCmdline:  fmt.Sprintf("%s dom0_mem=%dM", m.XenCmdline, b.opts.Dom0MemMB),
 		Kernel:      rel(b.out.Kernel),
-		Dom0Cmdline: fmt.Sprintf("console=%s earlyprintk=xen root=%s rw", m.Dom0Console, m.RootDev),
+		Dom0Cmdline: strings.Join(strings.Fields(fmt.Sprintf("console=%s %s root=%s rw", m.Dom0Console, m.Dom0CmdlineExtra, m.RootDev)), " "),
 		Initrd:      rel(b.out.Initramfs), RootDisk: rel(b.out.Rootfs), RootDiskFormat: "raw",
 		DiskInterface: m.DiskInterface, ExtraArgs: m.ExtraArgs, LoginUser: "root",
 		Markers: b.markers(),

@@ -272,3 +272,27 @@ func TestResolveModulesRealKernel(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+func TestMachines(t *testing.T) {
+	for name, m := range Machines {
+		if m.Name != name {
+			t.Errorf("%s: Name %q", name, m.Name)
+		}
+		for field, v := range map[string]string{"DebArch": m.DebArch, "Triplet": m.Triplet, "Hypervisor": m.Hypervisor,
+			"HypervisorFile": m.HypervisorFile, "KernelMeta": m.KernelMeta, "Busybox": m.Busybox, "QEMUBinary": m.QEMUBinary,
+			"CPUTCG": m.CPUTCG, "BootMethod": m.BootMethod, "RootDev": m.RootDev, "GuestRootDev": m.GuestRootDev} {
+			if v == "" {
+				t.Errorf("%s: %s is empty", name, field)
+			}
+		}
+		if strings.Contains(m.GuestCmdline(), ",") {
+			t.Errorf("%s: guest cmdline has a comma", name)
+		}
+	}
+	if _, err := LookupMachine("nope"); err == nil || !strings.Contains(err.Error(), "qemux86-64") {
+		t.Errorf("LookupMachine(nope) = %v", err)
+	}
+	if _, err := Build(context.Background(), Options{OutDir: t.TempDir(), Init: "upstart"}); err == nil || !strings.Contains(err.Error(), "upstart") {
+		t.Errorf("Build with bad Init: %v", err)
+	}
+}

@@ -46,7 +46,7 @@ type Machine struct {
 	InitramfsModules []string
 	// Dom0Modules are loaded in dom0 by the rootfs init scripts.
 	Dom0Modules []string
-	// Busybox is the path of the static busybox inside its package.
+	// Busybox is the path of the static busybox inside busybox-static.
 	Busybox string
 
 	// QEMU settings copied into the descriptor.
@@ -55,6 +55,7 @@ type Machine struct {
 	BootMethod                        string
 	XenCmdline                        string // without dom0_mem
 	Dom0Console                       string // kernel console= value
+	Dom0CmdlineExtra                  string // e.g. earlyprintk=xen (x86)
 	RootDev                           string // dom0 root device
 	GuestRootDev                      string
 	DiskInterface                     string
@@ -116,12 +117,12 @@ var Machines = map[string]*Machine{
 		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
 		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
 			"xen-blkback", "loop", "crc32c_generic", "ext4"},
-		Busybox:    "usr/bin/busybox",
+		Busybox:    "bin/busybox",
 		QEMUBinary: "qemu-system-x86_64", QEMUArch: "x86_64",
 		CPUTCG: "qemu64,+npt,+rdrand", CPUKVM: "host",
 		BootMethod:  "multiboot",
 		XenCmdline:  "console=com1 com1=115200 loglvl=all guest_loglvl=all noreboot",
-		Dom0Console: "hvc0", RootDev: "/dev/vda", GuestRootDev: "/dev/xvda", DiskInterface: "virtio",
+		Dom0Console: "hvc0", Dom0CmdlineExtra: "earlyprintk=xen", RootDev: "/dev/vda", GuestRootDev: "/dev/xvda", DiskInterface: "virtio",
 	},
 	// qemuarm64 is described for completeness; it has not been booted here
 	// (the arm64 packages and QEMU's guest-loader path are untested).
@@ -135,7 +136,7 @@ var Machines = map[string]*Machine{
 		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
 		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
 			"xen-blkback", "loop", "crc32c_generic", "ext4"},
-		Busybox:    "usr/bin/busybox",
+		Busybox:    "bin/busybox",
 		QEMUBinary: "qemu-system-aarch64", QEMUArch: "aarch64", QEMUMachine: "virt,gic-version=3,virtualization=on",
 		CPUTCG: "cortex-a57", CPUKVM: "host",
 		BootMethod:  "guest-loader",
