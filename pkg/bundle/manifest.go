@@ -194,6 +194,9 @@ const MaxManifestSize = 4 << 20
 // paths outside images/ and configs/, malformed digests and guests without
 // a rootfs or config are errors.
 func ParseManifest(name string, data []byte) (*Manifest, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &ManifestError{Name: name, Msg: "empty file: expected a JSON manifest object"}
+	}
 	if len(data) > MaxManifestSize {
 		return nil, &ManifestError{Name: name, Msg: fmt.Sprintf("%d bytes, more than the %d allowed", len(data), MaxManifestSize)}
 	}
@@ -235,7 +238,7 @@ func jsonError(name string, data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		l, c := lineCol(data, int(syn.Offset))
+		l, c := lineCol(data, int(syn.Offset)-1) // Offset counts the bad byte
 		return &ManifestError{Name: name, Line: l, Col: c, Msg: "invalid JSON: " + syn.Error()}
 	case errors.As(err, &typ):
 		l, c := lineCol(data, int(typ.Offset))
