@@ -211,7 +211,10 @@ func (g *guest) readConsole() {
 		f, err := rd.Next()
 		if err != nil {
 			if !gotSpec {
-				g.specs <- nil
+				select {
+				case g.specs <- nil:
+				default:
+				}
 			}
 			return
 		}
@@ -226,7 +229,10 @@ func (g *guest) readConsole() {
 				continue
 			}
 			gotSpec = true
-			g.specs <- s
+			select { // a spec from vxn.spec= may have been first
+			case g.specs <- s:
+			default:
+			}
 		case guestproto.TypeStdin:
 			if g.stdin != nil {
 				g.stdin.Write(f.Payload)

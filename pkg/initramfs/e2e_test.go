@@ -108,24 +108,26 @@ func TestBootQEMU(t *testing.T) {
 	tests := []struct {
 		name   string
 		spec   guestproto.Spec
+		opt    bootOpts
 		code   int
 		stdout []string
 		stderr string
 	}{
-		{"stream", guestproto.Spec{Args: []string{"vt", "stream"}, Stdin: true}, 42,
+		{"stream", guestproto.Spec{Args: []string{"vt", "stream"}, Stdin: true}, bootOpts{}, 42,
 			[]string{"out1\nout2 got \"go\\n\"\n"}, "err1\n"},
-		{"exit0", guestproto.Spec{Args: []string{"/bin/vt", "exit", "0"}}, 0, nil, ""},
-		{"exit1", guestproto.Spec{Args: []string{"vt", "exit", "1"}}, 1, nil, ""},
-		{"kill9", guestproto.Spec{Args: []string{"vt", "kill9"}}, 137, []string{"dying\n"}, ""},
+		{"exit0", guestproto.Spec{Args: []string{"/bin/vt", "exit", "0"}}, bootOpts{}, 0, nil, ""},
+		// Spec from a disk (vxn.spec=/dev/vdb) and writable layer on a scratch disk.
+		{"exit1-specdisk-scratch", guestproto.Spec{Args: []string{"vt", "exit", "1"}, ScratchDev: "vdc"}, bootOpts{specDisk: true}, 1, nil, ""},
+		{"kill9", guestproto.Spec{Args: []string{"vt", "kill9"}}, bootOpts{}, 137, []string{"dying\n"}, ""},
 		{"info", guestproto.Spec{Args: []string{"vt", "info", "a b", "", "$X"}, Env: []string{"FOO=secret value", "PATH=/bin"},
-			Cwd: "/home/alice/work", User: "alice", Hostname: "vxnbox", ResolvConf: "nameserver 10.0.0.1\n"}, 0,
+			Cwd: "/home/alice/work", User: "alice", Hostname: "vxnbox", ResolvConf: "nameserver 10.0.0.1\n"}, bootOpts{}, 0,
 			[]string{`args=["a b" "" "$X"]`, "id=1000:1000 groups=[10]", "cwd=/home/alice/work", "FOO=secret value",
 				"host=vxnbox", `resolv="nameserver 10.0.0.1\n"`, "write=open /written: permission denied", "proc=true"}, ""},
-		{"notfound", guestproto.Spec{Args: []string{"nosuch"}}, 127, nil, "vxn-init: exec: \"nosuch\": executable file not found in $PATH\n"},
+		{"notfound", guestproto.Spec{Args: []string{"nosuch"}}, bootOpts{}, 127, nil, "vxn-init: exec: \"nosuch\": executable file not found in $PATH\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := bootOnce(t, qemu, kernel, initrd, img, &tc.spec)
+			r := bootOnce(t, qemu, kernel, initrd, img, &tc.spec, tc.opt)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d (stderr %q)", r.code, tc.code, r.stderr)
 			}
@@ -170,13 +172,56 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.Spec) bootResult {
+// bootOpts select the alternative paths of vxn-init.
+type bootOpts struct {
+	// specDisk passes the spec on a second disk (vxn.spec=/dev/vdb)
+	// instead of the console; a scratch disk (vdc) is attached when the
+	// spec names one.
+	specDisk bool
+}
+
+func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.Spec, opt bootOpts) bootResult {
 	spec.RootDev = "vda"
-	cmd := exec.Command(qemu, "-accel", "tcg", "-cpu", "qemu64,+rdrand", "-m", "256", "-smp", "1",
+	appendLine := "console=ttyS0 quiet loglevel=0 panic=-1 vxn.console=ttyS0 vxn.debug=1"
+	var extra []string
+	var scratch string
+	if opt.specDisk {
+		var b bytes.Buffer
+		if err := guestproto.NewWriter(&b).SendSpec(spec); err != nil {
+			t.Fatal(err)
+		}
+		b.Write(make([]byte, 4096-b.Len()%4096))
+		sf := filepath.Join(t.TempDir(), "spec.img")
+		os.WriteFile(sf, b.Bytes(), 0o600)
+		extra = append(extra, "-drive", "file="+sf+",if=virtio,format=raw,readonly=on")
+		appendLine += " vxn.spec=/dev/vdb"
+		if spec.ScratchDev != "" {
+			empty := t.TempDir()
+			scratch = filepath.Join(t.TempDir(), "scratch.ext4")
+			if err := ext4.FromDir(context.Background(), empty, scratch, ext4.Options{SizeBytes: 16 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			extra = append(extra, "-drive", "file="+scratch+",if=virtio,format=raw")
+		}
+	}
+	if scratch != "" {
+		defer func() {
+			out, err := exec.Command("debugfs", "-R", "ls -l /", scratch).CombinedOutput()
+			if err != nil {
+				t.Logf("debugfs not usable, scratch disk not inspected: %v", err)
+				return
+			}
+			if !bytes.Contains(out, []byte("upper")) || !bytes.Contains(out, []byte("work")) {
+				t.Errorf("scratch disk has no overlay upper/work dirs:\n%s", out)
+			}
+		}()
+	}
+	args := []string{"-accel", "tcg", "-cpu", "qemu64,+rdrand", "-m", "256", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet loglevel=0 panic=-1 vxn.console=ttyS0 vxn.debug=1",
-		"-drive", "file="+img+",if=virtio,format=raw,readonly=on")
+		"-append", appendLine,
+		"-drive", "file=" + img + ",if=virtio,format=raw,readonly=on"}
+	cmd := exec.Command(qemu, append(args, extra...)...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	var qerr bytes.Buffer
@@ -210,7 +255,9 @@ func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.S
 		OnFrame: func(f guestproto.Frame) error {
 			if f.Type == guestproto.TypeReady {
 				tReady = time.Since(start)
-				return w.SendSpec(spec)
+				if !opt.specDisk {
+					return w.SendSpec(spec)
+				}
 			}
 			return nil
 		}}
