@@ -56,7 +56,8 @@ type result struct {
 
 // Run demultiplexes r until the Exit frame, the end of r, or ctx is done.
 // When ctx ends first, Run returns -1 and ctx.Err() at once and the reading
-// goroutine stops writing; the caller should close r to end it.
+// goroutine stops writing; the caller should close r to end it. Ready,
+// Started, Stats and Tail must not be read after such an early return.
 func (d *Demuxer) Run(ctx context.Context, r io.Reader) (int, error) {
 	done := make(chan result, 1)
 	go func() {
