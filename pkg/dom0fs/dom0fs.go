@@ -48,14 +48,12 @@ type Info struct {
 }
 
 // Open opens a Dom0 root filesystem: a directory, or an ext4 image file.
-// A missing path is created as a directory.
+// A missing path is a directory that the first write creates, so that
+// nothing is written when validation fails.
 func Open(root string) (FS, error) {
 	st, err := os.Stat(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return nil, err
-		}
 		return NewDir(root), nil
 	case err != nil:
 		return nil, err

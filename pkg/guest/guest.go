@@ -10,6 +10,7 @@ package guest
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -332,7 +333,9 @@ func (s *Spec) Validate() error {
 		add(checkText(s, f.setting, f.v))
 	}
 	for _, f := range []struct{ setting, v string }{{SettingRootfs, s.Rootfs}, {SettingKernel, s.Kernel}, {SettingRamdisk, s.Ramdisk}} {
-		if strings.Contains(f.v, ",") {
+		// Only the file name reaches the xl config (files are copied to
+		// /var/lib/xen/images), so a comma elsewhere in a host path is fine.
+		if strings.Contains(filepath.Base(f.v), ",") {
 			add(s.errorf(f.setting, "value %q contains a comma, which xl disk and path specs cannot hold", f.v))
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/vxn-dev/vxn/pkg/bundle"
 	"github.com/vxn-dev/vxn/pkg/dom0fs"
@@ -18,30 +17,7 @@ import (
 )
 
 func init() {
-	extraCommands = append(extraCommands, resettable(packCommand()), resettable(mergeCommand()), resettable(pushCommand()), resettable(pullCommand()))
-}
-
-// resettable makes cmd reusable: extraCommands are built once, but Main may
-// run many times in one process (tests), and pflag values would otherwise
-// keep the previous run's values (string arrays even accumulate). After
-// each run every flag is put back to its default, and the context (which
-// cobra keeps from the first run, canceled by then) is dropped.
-func resettable(cmd *cobra.Command) *cobra.Command {
-	run := cmd.RunE
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		//lint:ignore SA1012 nil makes cobra take the next run's context
-		defer c.SetContext(nil) //nolint:staticcheck
-		defer c.Flags().VisitAll(func(f *pflag.Flag) {
-			if sv, ok := f.Value.(pflag.SliceValue); ok {
-				sv.Replace(nil)
-			} else {
-				f.Value.Set(f.DefValue)
-			}
-			f.Changed = false
-		})
-		return run(c, args)
-	}
-	return cmd
+	extraCommands = append(extraCommands, packCommand, mergeCommand, pushCommand, pullCommand)
 }
 
 // recipeNameVersion derives PN and PV from a recipe file name

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vxn-dev/vxn/pkg/bundle"
 	"github.com/vxn-dev/vxn/pkg/dom0fs"
 	"github.com/vxn-dev/vxn/pkg/importer"
 	"github.com/vxn-dev/vxn/pkg/plan"
@@ -47,9 +48,11 @@ func indent(s string) string {
 	return "\n  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// extraCommands are added by other files of this package (image, boot,
-// bundle commands) from their init functions.
-var extraCommands []*cobra.Command
+// extraCommands are constructors of the commands that other files of this
+// package (bundle, image and boot commands) register from their init
+// functions; each Main call builds fresh commands, so no flag state leaks
+// between runs.
+var extraCommands []func() *cobra.Command
 
 // NewCommand returns the root cobra command.
 func NewCommand() *cobra.Command {
@@ -65,7 +68,9 @@ Guests are described by the bitbake variables Yocto users already write
 		SilenceErrors: true,
 	}
 	root.AddCommand(planCommand(), installCommand(), importCommand())
-	root.AddCommand(extraCommands...)
+	for _, mk := range extraCommands {
+		root.AddCommand(mk())
+	}
 	return root
 }
 
@@ -95,6 +100,38 @@ func defaultCacheDir() string {
 	return filepath.Join(os.TempDir(), "xenbundle-cache")
 }
 
+// planWithBundles makes the plan install would carry out: when the target
+// root filesystem exists, the bundles installed in it are merged into the
+// same plan (a dry run: nothing is written).
+func planWithBundles(cmd *cobra.Command, in *Inputs, rootfs string) (*plan.Plan, error) {
+	if rootfs == "" {
+		p, _, err := makePlan(in, "")
+		return p, err
+	}
+	if _, err := os.Stat(rootfs); err != nil {
+		p, _, err := makePlan(in, "")
+		return p, err
+	}
+	specs, env, err := in.load()
+	if err != nil {
+		return nil, err
+	}
+	target, err := dom0fs.Open(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	res, err := bundle.Merge(cmd.Context(), bundle.MergeOptions{Target: target, Vars: specs, Env: env, Registry: in.registry, DryRun: true, CacheDir: os.TempDir()})
+	if res != nil {
+		for _, w := range res.Warnings {
+			fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res.Plan, nil
+}
+
 // makePlan loads the inputs and makes the plan; it returns the import
 // registry (built-ins plus declared custom types) that Apply must use.
 func makePlan(in *Inputs, cacheDir string) (*plan.Plan, *importer.Registry, error) {
@@ -117,7 +154,7 @@ func planCommand() *cobra.Command {
   xenbundle plan --manifest guests.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, _, err := makePlan(&in, "")
+			p, err := planWithBundles(cmd, &in, rootfs)
 			if err != nil {
 				return err
 			}
@@ -203,7 +240,8 @@ func epochFromEnv() (*time.Time, error) {
 func installCommand() *cobra.Command {
 	var in Inputs
 	var rootfs, cacheDir string
-	var quiet bool
+	var quiet, keepPayload bool
+	var winners []string
 	cmd := &cobra.Command{
 		Use:   "install --conf FILE... | --manifest FILE --deploy-dir DIR --rootfs R",
 		Short: "Write the guests into a Dom0 root filesystem (directory or ext4 image)",
@@ -218,12 +256,9 @@ func installCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, reg, err := makePlan(&in, cacheDir)
+			specs, env, err := in.load()
 			if err != nil {
 				return err
-			}
-			for _, w := range p.Warnings {
-				fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
 			}
 			target, err := dom0fs.Open(rootfs)
 			if err != nil {
@@ -234,11 +269,29 @@ func installCommand() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), format+"\n", args...)
 				}
 			}
+			// Bundles installed in the target are merged first, then the
+			// variable-driven guests, in one validated plan (one code
+			// path: with no bundle installed this is a plain install).
+			opt := bundle.MergeOptions{Target: target, Vars: specs, Env: env, CacheDir: cacheDir,
+				Registry: in.registry, Epoch: epoch, Log: logf, KeepPayload: keepPayload}
+			for _, w := range winners {
+				v, err := bundle.ParseWinner(w)
+				if err != nil {
+					return err
+				}
+				opt.Winner = append(opt.Winner, v)
+			}
 			start := time.Now()
-			st, err := p.Apply(cmd.Context(), target, plan.ApplyOptions{Registry: reg, CacheDir: cacheDir, Epoch: epoch, Log: logf})
+			res, err := bundle.Merge(cmd.Context(), opt)
+			if res != nil {
+				for _, w := range res.Warnings {
+					fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
+				}
+			}
 			if err != nil {
 				return err
 			}
+			p, st := res.Plan, res.Stats
 			names := make([]string, 0, len(p.Guests))
 			for _, g := range p.Guests {
 				names = append(names, g.Spec.Name)
@@ -251,6 +304,8 @@ func installCommand() *cobra.Command {
 	}
 	addInputFlags(cmd, &in)
 	cmd.Flags().StringVar(&rootfs, "rootfs", "", "target Dom0 root filesystem: a directory (created if missing) or an ext4 image file")
+	cmd.Flags().BoolVar(&keepPayload, "keep-payload", false, "keep the payload of merged bundle packages (see merge)")
+	cmd.Flags().StringArrayVar(&winners, "winner", nil, "conflict winner, vars or bundle=NAME (repeatable; see merge)")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "cache of import outputs ($XENBUNDLE_CACHE)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only warnings and errors")
 	return cmd
