@@ -17,6 +17,11 @@ import (
 // diskSuffix ends the file name of a guest disk.
 const diskSuffix = ".ext4"
 
+// MaxImageContent bounds the file content of one image's root file system
+// (64 GiB): a larger image (or a decompression bomb) fails to convert
+// instead of filling the disk.
+var MaxImageContent int64 = 64 << 30
+
 // DiskPath returns where the guest disk of the image with ID id is (or
 // would be) stored; it does not build it.
 func (s *Store) DiskPath(id string) string {
@@ -80,7 +85,7 @@ func (s *Store) buildDisk(ctx context.Context, img *Image, path string) error {
 	if len(img.Names) > 0 {
 		name = img.Names[0]
 	}
-	clean := importer.SanitizeTar(ctx, flat, importer.SanitizeOptions{Source: "image " + name})
+	clean := importer.SanitizeTar(ctx, flat, importer.SanitizeOptions{Source: "image " + name, MaxContent: MaxImageContent})
 	defer clean.Close()
 	label := "vxn-" + short(img.ID)[:11]
 	if err := ext4.FromTar(ctx, clean, path, ext4.Options{Label: label}); err != nil {
