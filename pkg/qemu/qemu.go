@@ -402,8 +402,8 @@ func contains(s string) func([]byte) int {
 	}
 }
 
-// send writes to the console in small chunks: Xen forwards serial input to
-// dom0 through a small ring and drops characters when it overflows.
+// send writes to the console in small chunks without flow control (used
+// before the command shell runs).
 func (vm *VM) send(s string) error {
 	for len(s) > 0 {
 		n := min(len(s), 32)
@@ -416,6 +416,42 @@ func (vm *VM) send(s string) error {
 		}
 	}
 	return nil
+}
+
+// echoChunk is the largest piece of input written before waiting for its
+// echo. Xen forwards serial input to dom0 through a 128-byte ring and
+// silently drops characters when dom0 does not drain it in time (seen under
+// TCG on a loaded host), so input is paced by the tty's own echo.
+const echoChunk = 48
+
+// sendEchoed writes a single line (ending in '\n') in chunks and waits for
+// the tty to echo each chunk before sending the next, starting the echo
+// search at offset from. It returns the offset after the last echo.
+func (vm *VM) sendEchoed(ctx context.Context, line string, from int) (int, error) {
+	pos := from
+	for len(line) > 0 {
+		n := min(len(line), echoChunk)
+		chunk := line[:n]
+		if _, err := io.WriteString(vm.stdin, chunk); err != nil {
+			return 0, err
+		}
+		line = line[n:]
+		want := strings.TrimSuffix(chunk, "\n")
+		if want == "" {
+			continue
+		}
+		end, err := vm.waitFor(ctx, pos, contains(want))
+		if err != nil {
+			return 0, fmt.Errorf("waiting for the console to echo %q: %w", want, err)
+		}
+		pos = end
+	}
+	return pos, nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (vm *VM) login(ctx context.Context, user string) error {
@@ -431,8 +467,15 @@ func (vm *VM) login(ctx context.Context, user string) error {
 			return fmt.Errorf("waiting for shell prompt after login: %w", err)
 		}
 	}
-	// Quiet shell: no echo, no prompt, no kernel messages on the console.
-	r, err := vm.Run(ctx, "stty -echo 2>/dev/null; PS1=''; export TERM=dumb; dmesg -n 1; true")
+	// Replace the interactive shell (whose line editor redraws long lines)
+	// by a plain shell reading the canonical-mode tty: every input
+	// character is echoed exactly once, which paces our input (see
+	// echoChunk), and there is no prompt.
+	if err := vm.send("exec /bin/sh -s\n"); err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	r, err := vm.Run(ctx, "export TERM=dumb; dmesg -n 1 2>/dev/null; true")
 	if err != nil {
 		return err
 	}
@@ -458,10 +501,14 @@ func (vm *VM) Run(ctx context.Context, cmd string) (Result, error) {
 	start := fmt.Sprintf("__S_%d__", n)
 	end := fmt.Sprintf("__E_%d__", n)
 	from := vm.offset()
-	line := fmt.Sprintf("printf '\\n__S_%%s__\\n' %d; %s\nprintf '\\n__E_%%s__ %%d\\n' %d $?\n", n, cmd, n)
-	if err := vm.send(line); err != nil {
-		return Result{}, err
+	// One line, so that the whole line is echoed before anything runs;
+	// eval keeps a trailing '&' or comment in cmd from breaking it.
+	line := fmt.Sprintf("printf '\\n__S_%%s__\\n' %d; eval %s; printf '\\n__E_%%s__ %%d\\n' %d $?\n", n, shellQuote(cmd), n)
+	echoed, err := vm.sendEchoed(ctx, line, from)
+	if err != nil {
+		return Result{}, fmt.Errorf("run %q: %w", cmd, err)
 	}
+	from = echoed
 	endRe := func(b []byte) int {
 		i := bytes.Index(b, []byte(end+" "))
 		if i < 0 {

@@ -116,23 +116,33 @@ func FuzzParseDescriptor(f *testing.F) {
 	})
 }
 
-// fakeQEMU is a shell script standing in for QEMU: it prints a login
-// prompt, accepts a user name and then evaluates each input line like a
-// shell on a serial console; "poweroff" exits.
-const fakeQEMU = `#!/bin/sh
+// fakeQEMU is a bash script standing in for QEMU: it prints a login
+// prompt, accepts a user name, then behaves like a shell on a
+// canonical-mode tty: every input character is echoed as it arrives and
+// each complete line is evaluated; "poweroff" exits.
+const fakeQEMU = `#!/bin/bash
 echo "Xen version 4.17 (fake)"
 echo "Linux version 6.1 (fake)"
 echo "vxn-dom0: init"
 printf 'qemux86-64 login: '
 read -r user
-printf '# '
+printf 'root@qemux86-64:~# '
+line=
 rc=0
-while IFS= read -r line; do
+while IFS= read -r -N1 c; do
+	if [ "$c" != $'\n' ]; then
+		printf '%s' "$c"
+		line+=$c
+		continue
+	fi
+	printf '\r\n'
 	case "$line" in
 	poweroff) echo "reboot: Power down"; exit 0 ;;
+	"exec /bin/sh -s") line=; continue ;;
 	esac
-	eval "(exit $rc); $line"
+	eval "(exit $rc); $line" </dev/null
 	rc=$?
+	line=
 done
 `
 
@@ -164,6 +174,8 @@ func TestBootRunShutdownFake(t *testing.T) {
 		{"echo __E_99__ 5; echo __S_1__", "__E_99__ 5\n__S_1__\n", 0},
 		{"X=1", "", 0},
 		{"echo $X", "1\n", 0}, // state persists between commands
+		{"echo " + strings.Repeat("x", 300), strings.Repeat("x", 300) + "\n", 0},
+		{"echo 'it''s' \"q\" # trailing comment", "its q\n", 0},
 	}
 	for _, tc := range tests {
 		r, err := vm.Run(ctx, tc.cmd)
