@@ -13,7 +13,7 @@ for pkg in $(go list ./...); do
   for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     n=$((n+1))
     for try in 1 2; do
-      if go test -run='^$' -fuzz="^${f}\$" -fuzztime="$t" "$pkg" >"$log" 2>&1; then
+      if go test -run='^$' -fuzz="^${f}\$" -fuzztime="$t" -fuzzminimizetime=100x "$pkg" >"$log" 2>&1; then
         echo "fuzz ok   $pkg $f ($t)"; break
       fi
       if [ $try = 1 ] && grep -qE 'hung or terminated unexpectedly|context deadline exceeded' "$log" \
