@@ -1,0 +1,78 @@
+// Package toolstack is vxn's one interface to Xen control on Dom0, with two
+// implementations: XL, which runs the xl and xenstore-read programs of the
+// Xen tools, and Fake, an in-process stand-in for unit tests that "boots" a
+// guest by running a Go function speaking the console protocol.
+//
+// We exec xl instead of linking a library because the only Go binding of
+// libxl (xen.git's tools/golang/xenlight) is cgo, experimental, generated per
+// Xen release and refused by the module proxy, and libvirt would add a daemon;
+// xl is what every Xen Dom0 has (see docs/go-deps.md §10). The text xl prints
+// (`xl list`, `xl info`, `xl domid`) is parsed here; those parsers accept any
+// input without panicking and are fuzzed.
+//
+// The console is attached with `xl console -t pv <domid>` over pipes: xenconsole
+// works without a tty. Creating paused (`xl create -p`), attaching the console
+// and only then unpausing guarantees that no guest output is missed.
+package toolstack
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// ErrNoDomain is wrapped by errors about a domain that does not exist (any
+// more). Cleanup code treats it as success.
+var ErrNoDomain = errors.New("no such domain")
+
+// Domain is one line of `xl list`.
+type Domain struct {
+	// Name is the domain name.
+	Name string
+	// ID is the domain id.
+	ID int
+	// MemoryMB is the current memory in MiB.
+	MemoryMB int
+	// VCPUs is the number of virtual CPUs.
+	VCPUs int
+	// State is xl's six-letter state ("r-----", "-b----", "--p---", ...).
+	State string
+}
+
+// Info is what vxn needs from `xl info`.
+type Info struct {
+	// TotalMemoryMB and FreeMemoryMB are the host's memory and what is free
+	// for new guests, in MiB.
+	TotalMemoryMB, FreeMemoryMB int
+	// XenVersion is the hypervisor version ("4.17.7"), "" when unknown.
+	XenVersion string
+	// NrCPUs is the number of physical CPUs, 0 when unknown.
+	NrCPUs int
+}
+
+// Toolstack controls Xen domains. Domain ids come from Create; methods
+// given an id that no longer exists return an error wrapping ErrNoDomain.
+type Toolstack interface {
+	// Create creates a domain from the xl config file cfgPath and returns
+	// its id. With paused the domain does not run until Unpause.
+	Create(ctx context.Context, cfgPath string, paused bool) (int, error)
+	// Unpause lets a paused domain run.
+	Unpause(ctx context.Context, domid int) error
+	// Shutdown asks the guest to shut down (ACPI-style power button for
+	// PV: the guest kernel runs its poweroff helper); it does not wait.
+	Shutdown(ctx context.Context, domid int) error
+	// Destroy kills the domain at once and releases its devices.
+	Destroy(ctx context.Context, domid int) error
+	// List returns every domain, Domain-0 included.
+	List(ctx context.Context) ([]Domain, error)
+	// DomID returns the id of the domain called name.
+	DomID(ctx context.Context, name string) (int, error)
+	// Info returns host memory figures.
+	Info(ctx context.Context) (Info, error)
+	// Console attaches to the domain's PV console: reads return guest
+	// output, writes are guest input. Close detaches. The stream ends
+	// (io.EOF) when the domain goes away.
+	Console(ctx context.Context, domid int) (io.ReadWriteCloser, error)
+	// XenstoreRead reads one xenstore key.
+	XenstoreRead(ctx context.Context, path string) (string, error)
+}
