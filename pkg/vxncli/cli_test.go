@@ -1,0 +1,154 @@
+package vxncli
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/vxn-dev/vxn/pkg/toolstack"
+)
+
+// TestScripts runs testdata/script/*.txtar. The vxn command runs in-process
+// with toolstack.Fake (guests run toolstack.ScriptProgram); `exitcode N`
+// checks the last vxn's exit status; $STDIN_FILE, when set, is vxn's stdin.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(e *testscript.Env) error {
+			w := e.WorkDir
+			assets := filepath.Join(w, "assets")
+			rootfs := filepath.Join(w, "rootfs")
+			for _, d := range []string{assets, filepath.Join(rootfs, "etc"), filepath.Join(rootfs, "bin")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					return err
+				}
+			}
+			for _, f := range []string{"vmlinux", "initramfs.cpio.gz"} {
+				os.WriteFile(filepath.Join(assets, f), []byte("fake"), 0o644)
+			}
+			os.WriteFile(filepath.Join(rootfs, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644)
+			cfg := "kernel: " + filepath.Join(assets, "vmlinux") + "\ninitramfs: " + filepath.Join(assets, "initramfs.cpio.gz") +
+				"\nimage_store: " + filepath.Join(w, "store") + "\nruntime_dir: " + filepath.Join(w, "run") + "\n"
+			os.WriteFile(filepath.Join(w, "config.yaml"), []byte(cfg), 0o644)
+			e.Setenv("VXN_CONFIG", filepath.Join(w, "config.yaml"))
+			e.Setenv("IMG", "dir:"+rootfs)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"vxn": func(ts *testscript.TestScript, neg bool, args []string) {
+				a := NewApp()
+				a.Signals = nil
+				a.IsTerminal = func(io.Writer) bool { return false }
+				a.LookupEnv = func(k string) (string, bool) {
+					v := ts.Getenv(k)
+					return v, v != ""
+				}
+				a.NewToolstack = func(*Config) toolstack.Toolstack {
+					return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
+				}
+				a.Stdin = strings.NewReader("")
+				if f := ts.Getenv("STDIN_FILE"); f != "" {
+					b, err := os.ReadFile(ts.MkAbs(f))
+					ts.Check(err)
+					a.Stdin = bytes.NewReader(b)
+				}
+				a.Stdout, a.Stderr = ts.Stdout(), ts.Stderr()
+				code := a.Main(args)
+				ts.Setenv("EXIT", strconv.Itoa(code))
+				if (code != 0) != neg {
+					ts.Fatalf("vxn %s: exit status %d (negated: %v)", strings.Join(args, " "), code, neg)
+				}
+			},
+			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: exitcode N")
+				}
+				if got := ts.Getenv("EXIT"); (got == args[0]) == neg {
+					ts.Fatalf("exit status %s, want %s", got, args[0])
+				}
+			},
+		},
+	})
+}
+
+func TestSplitName(t *testing.T) {
+	for _, tc := range []struct{ in, repo, tag string }{
+		{"index.docker.io/library/alpine:latest", "alpine", "latest"},
+		{"index.docker.io/me/app:1", "me/app", "1"},
+		{"localhost:5000/x:tag", "localhost:5000/x", "tag"},
+		{"localhost:5000/x", "localhost:5000/x", "<none>"},
+		{"ghcr.io/o/r@sha256:abc", "ghcr.io/o/r@sha256:abc", "<none>"},
+		{"dir:/tmp/rootfs", "dir:/tmp/rootfs", "<none>"},
+	} {
+		repo, tag := splitName(tc.in)
+		if repo != tc.repo || tag != tc.tag {
+			t.Errorf("splitName(%q) = %q %q, want %q %q", tc.in, repo, tag, tc.repo, tc.tag)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in  string
+		err string
+		mem int
+	}{
+		{in: "memory: 96\nvcpus: 2\nkernel: /k\n", mem: 96},
+		{in: "", mem: 0},
+		{in: "memroy: 96\n", err: `cfg.yaml: error unmarshaling JSON: while decoding JSON: json: unknown field "memroy"`},
+		{in: "memory: -1\n", err: "must not be negative"},
+		{in: "type: hvm\n", err: `type: "hvm" is not pv or pvh`},
+		{in: "memory: [\n", err: "cfg.yaml: error converting YAML to JSON: yaml: line 1"},
+	} {
+		c, err := ParseConfig("cfg.yaml", []byte(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseConfig(%q): err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.MemoryMB != tc.mem {
+			t.Errorf("ParseConfig(%q) = %+v, %v", tc.in, c, err)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{"memory: 96\n", "kernel: /k\ninitramfs: /i\n", "{", "a: [b, {c: d}]", "memory: 1e99\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConfig("fuzz.yaml", []byte(s))
+		if err == nil && (c.MemoryMB < 0 || c.VCPUs < 0) {
+			t.Fatalf("negative value accepted: %+v", c)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}
+
+func TestFindAssets(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, AssetArch())
+	if _, _, err := FindAssets(root, "", ""); err == nil || !strings.Contains(err.Error(), "no guest kernel") {
+		t.Errorf("empty root: err = %v", err)
+	}
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "bzImage"), nil, 0o644)
+	if _, _, err := FindAssets(root, "", ""); err == nil || !strings.Contains(err.Error(), "initramfs.cpio.gz") {
+		t.Errorf("no initramfs: err = %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "initramfs.cpio.gz"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "vmlinux"), nil, 0o644)
+	k, i, err := FindAssets(root, "", "")
+	if err != nil || k != filepath.Join(dir, "vmlinux") || i != filepath.Join(dir, "initramfs.cpio.gz") {
+		t.Errorf("FindAssets = %q %q %v; want vmlinux preferred", k, i, err)
+	}
+}
