@@ -240,9 +240,9 @@ func splitName(n string) (repo, tag string) {
 func (a *App) imagesCommand() *cobra.Command {
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:     "images",
-		Short:   "List images in the local store",
-		Args:    cobra.NoArgs,
+		Use:   "images",
+		Short: "List images in the local store",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.store()
 			if err != nil {
