@@ -440,14 +440,33 @@ func (vm *VM) sendEchoed(ctx context.Context, line string, from int) (int, error
 		if want == "" {
 			continue
 		}
-		end, err := vm.waitFor(ctx, pos, contains(want))
-		if err != nil {
+		// A kernel message can land in the middle of the echo; then the
+		// chunk never appears contiguously, so fall back to a time-based
+		// pace after echoWait instead of failing.
+		wctx, cancel := context.WithTimeout(ctx, echoWait*time.Duration(vm.scale))
+		end, err := vm.waitFor(wctx, pos, contains(want))
+		cancel()
+		switch {
+		case err == nil:
+			pos = end
+		case ctx.Err() != nil:
+			return 0, fmt.Errorf("waiting for the console to echo %q: %w", want, ctx.Err())
+		case errors.Is(err, context.DeadlineExceeded):
+			vm.mu.Lock()
+			pos = len(vm.buf)
+			vm.mu.Unlock()
+		default:
 			return 0, fmt.Errorf("waiting for the console to echo %q: %w", want, err)
 		}
-		pos = end
 	}
 	return pos, nil
 }
+
+// echoWait bounds the wait for one chunk's echo (times the TCG scale).
+const echoWait = 2 * time.Second
+
+// plainShell is what the login shell is replaced with.
+const plainShell = "exec /bin/sh /dev/stdin"
 
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string {
@@ -467,11 +486,13 @@ func (vm *VM) login(ctx context.Context, user string) error {
 			return fmt.Errorf("waiting for shell prompt after login: %w", err)
 		}
 	}
-	// Replace the interactive shell (whose line editor redraws long lines)
-	// by a plain shell reading the canonical-mode tty: every input
-	// character is echoed exactly once, which paces our input (see
-	// echoChunk), and there is no prompt.
-	if err := vm.send("exec /bin/sh -s\n"); err != nil {
+	// Replace the interactive shell (whose line editor redraws long lines
+	// and queries the cursor position) by a non-interactive shell that
+	// reads its "script" from the canonical-mode tty: every input
+	// character is echoed exactly once by the tty, which paces our input
+	// (see echoChunk), and there is no prompt. (sh -s on a tty would still
+	// be interactive, and `cat | sh` stalls because busybox cat buffers.)
+	if err := vm.send(plainShell + "\n"); err != nil {
 		return err
 	}
 	time.Sleep(200 * time.Millisecond)

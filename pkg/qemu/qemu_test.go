@@ -133,12 +133,14 @@ while IFS= read -r -N1 c; do
 	if [ "$c" != $'\n' ]; then
 		printf '%s' "$c"
 		line+=$c
+		# Once, a "kernel message" interrupts the echo mid-chunk.
+		if [ ${#line} -eq 20 ] && [ -z "$noised" ]; then printf '[ 1.0] noise\r\n'; noised=1; fi
 		continue
 	fi
 	printf '\r\n'
 	case "$line" in
 	poweroff) echo "reboot: Power down"; exit 0 ;;
-	"exec /bin/sh -s") line=; continue ;;
+	"exec /bin/sh /dev/stdin") line=; continue ;;
 	esac
 	eval "(exit $rc); $line" </dev/null
 	rc=$?
