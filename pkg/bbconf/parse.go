@@ -504,7 +504,9 @@ func parseAssignmentBody(l *srcLine, i, start int) (stmt, bool, error) {
 	if q != '"' && q != '\'' {
 		return stmt{}, false, errorf(l.pos(k), "expected a quoted value after %q, found %q (BitBake values must be in \"...\" or '...')", op, s[k])
 	}
-	rest := s[k:]
+	// Trailing white space after the closing quote is ignored, as BitBake
+	// strips lines before matching.
+	rest := strings.TrimRight(s[k:], " \t\r")
 	if len(rest) < 2 || rest[len(rest)-1] != q {
 		m := strings.LastIndexByte(rest[1:], q)
 		if m < 0 {
@@ -512,6 +514,9 @@ func parseAssignmentBody(l *srcLine, i, start int) (stmt, bool, error) {
 		}
 		after := k + 1 + m + 1
 		a := skipSpace(s, after)
+		if a >= len(s) {
+			a = len(s) - 1
+		}
 		if s[a] == '#' {
 			return stmt{}, false, errorf(l.pos(a), "a comment may not follow the value on the same line (BitBake rejects it); put the comment on its own line")
 		}
