@@ -15,9 +15,12 @@
 // Debian kernel has xen-blkfront and ext4 as modules.
 //
 // Init is busybox init with sysvinit-style /etc/rcS.d links, not systemd:
-// the image needs no udev, dbus or journald, builds from a dozen packages,
-// and dom0 reaches the toolstack about 1–2 s after the kernel hands over to
-// init under TCG (see the timings reported by pkg/qemu). Debian's real
+// the image needs no udev, dbus or journald and 26 fewer packages. Measured
+// with e2e's TestCompareInit (same kernel and scripts, no guests, QEMU TCG
+// on a shared 2-core host, 3 alternating boots each, medians): dom0 kernel
+// start to toolstack ready 8.9 s with busybox vs 16.3 s with systemd 252
+// (1.83x), to the login prompt 9.9 s vs 17.3 s (1.75x); init to toolstack
+// 1.3–2.0 s vs 8.8–9.7 s. Options.Init = "systemd" builds the variant. Debian's real
 // /etc/init.d/xendomains (bash, LSB functions, the python3 helpers
 // xen-init-name/xen-init-list) starts everything in /etc/xen/auto at boot and
 // shuts it down from rcK at poweroff.
