@@ -1,0 +1,220 @@
+// Package refimage is the reference image pipeline: it builds the Xen host
+// image from Debian packages (package hostimage), lays its outputs out as a
+// Yocto DEPLOY_DIR_IMAGE, and bundles guests into the Dom0 root filesystem
+// with the same plan as `xenbundle install` (installed bundle packages
+// first, then BUNDLED_XEN_GUESTS). `xenbundle build-image`, `xenbundle boot`
+// and the runtime suite all go through it, so the image build and the
+// bundler are one pipeline.
+package refimage
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vxn-dev/vxn/pkg/bbconf"
+	"github.com/vxn-dev/vxn/pkg/bundle"
+	"github.com/vxn-dev/vxn/pkg/dom0fs"
+	"github.com/vxn-dev/vxn/pkg/guest"
+	"github.com/vxn-dev/vxn/pkg/hostimage"
+	"github.com/vxn-dev/vxn/pkg/plan"
+	"github.com/vxn-dev/vxn/pkg/qemu"
+	"github.com/vxn-dev/vxn/pkg/sparse"
+)
+
+// DefaultConf is the configuration bundled when no --conf is given: the
+// reference guest, autostarted.
+//
+//go:embed local.conf
+var DefaultConf []byte
+
+// Options configure Build.
+type Options struct {
+	// Host configures the host image build; Host.OutDir is required.
+	Host hostimage.Options
+	// Confs are bitbake-style configuration files; nil means DefaultConf.
+	Confs []string
+	// Extra is appended configuration text (e.g. more guests).
+	Extra string
+	// Image is the host image name for :pn- overrides.
+	Image string
+	// CacheDir is xenbundle's import cache (default OutDir/xenbundle-cache).
+	CacheDir string
+	// HostMemoryMB is the QEMU memory the image will boot with, for the
+	// memory budget warning (default: the descriptor's).
+	HostMemoryMB int
+	// Logf receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// Result is a built and bundled reference image.
+type Result struct {
+	Host *hostimage.Output
+	// DeployDir is the Yocto-like view of the build outputs.
+	DeployDir string
+	// Rootfs is the Dom0 ext4 with the guests bundled; the descriptor's
+	// root disk points at it.
+	Rootfs string
+	// Plan is what was bundled.
+	Plan     *plan.Plan
+	Warnings []string
+}
+
+// Deploy-dir names (KERNEL_IMAGETYPE for guests is vmlinux).
+const (
+	GuestKernelType = "vmlinux"
+)
+
+// GuestInitramfsName is the guest initramfs name in the deploy dir.
+func GuestInitramfsName(machine string) string {
+	return "xen-guest-initramfs-" + machine + ".cpio.gz"
+}
+
+// DeployDir lays out the outputs of a host image build the way Yocto's
+// DEPLOY_DIR_IMAGE holds them (symbolic links), so that the standard
+// rootfs and kernel lookups of xenbundle find them.
+func DeployDir(out *hostimage.Output, machine, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	g := hostimage.GuestImageName + "-" + machine
+	links := map[string]string{
+		g + ".ext4":                 out.GuestExt4,
+		g + ".tar.bz2":              out.GuestTarBz2,
+		g + ".qcow2":                out.GuestQcow2,
+		GuestKernelType:             out.Vmlinux,
+		"bzImage":                   out.Kernel,
+		GuestInitramfsName(machine): out.Initramfs,
+		"xen-" + machine:            out.Hypervisor,
+	}
+	for name, target := range links {
+		if target == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		os.Remove(p)
+		if err := os.Symlink(target, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Build builds the host image, then bundles the configured guests into a
+// copy of its root filesystem and points the descriptor at that copy.
+func Build(ctx context.Context, opts Options) (*Result, error) {
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	machine := opts.Host.Machine
+	if machine == "" {
+		machine = "qemux86-64"
+		opts.Host.Machine = machine
+	}
+	out, err := hostimage.Build(ctx, opts.Host)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Host: out, DeployDir: filepath.Join(out.Dir, "deploy")}
+	if err := DeployDir(out, machine, res.DeployDir); err != nil {
+		return nil, err
+	}
+	specs, env, err := loadGuests(opts, machine, res.DeployDir)
+	if err != nil {
+		return nil, err
+	}
+	env.HostMemoryMB = opts.HostMemoryMB
+	if env.HostMemoryMB == 0 {
+		env.HostMemoryMB = out.Descriptor.MemoryMB
+	}
+	env.Dom0MemoryMB = opts.Host.Dom0MemMB
+	if env.Dom0MemoryMB == 0 {
+		env.Dom0MemoryMB = 512
+	}
+	// Bundle into a copy, so the pristine image stays reusable.
+	res.Rootfs = filepath.Join(out.Dir, hostimage.HostImageName+"-"+machine+".bundled.ext4")
+	if err := sparse.Copy(ctx, out.Rootfs, res.Rootfs); err != nil {
+		return nil, fmt.Errorf("copy dom0 rootfs: %w", err)
+	}
+	target, err := dom0fs.Open(res.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	cache := opts.CacheDir
+	if cache == "" {
+		cache = filepath.Join(out.Dir, "xenbundle-cache")
+	}
+	m, err := bundle.Merge(ctx, bundle.MergeOptions{Target: target, Vars: specs, Env: env, CacheDir: cache, Log: logf})
+	if m != nil {
+		res.Warnings = m.Warnings
+		res.Plan = m.Plan
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := *out.Descriptor
+	d.RootDisk = filepath.Base(res.Rootfs)
+	if err := d.Write(out.DescriptorPath); err != nil {
+		return nil, err
+	}
+	out.Descriptor = &d
+	return res, nil
+}
+
+func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, error) {
+	image := opts.Image
+	if image == "" {
+		image = hostimage.HostImageName
+	}
+	d := bbconf.New(bbconf.Options{Overrides: []string{"class-target", "linux", "pn-" + image, machine}})
+	if len(opts.Confs) == 0 {
+		if err := d.Parse("refimage/local.conf", DefaultConf); err != nil {
+			return nil, plan.Env{}, err
+		}
+	}
+	for _, f := range opts.Confs {
+		if err := d.ParseFile(f); err != nil {
+			return nil, plan.Env{}, err
+		}
+	}
+	if opts.Extra != "" {
+		if err := d.Parse("extra configuration", []byte(opts.Extra)); err != nil {
+			return nil, plan.Env{}, err
+		}
+	}
+	d.Set("MACHINE", machine)
+	d.Set("DEPLOY_DIR_IMAGE", deploy)
+	d.Set("KERNEL_IMAGETYPE", GuestKernelType)
+	if v, ok, _ := d.Get("UNPACKDIR"); !ok || strings.TrimSpace(v) == "" {
+		d.Set("UNPACKDIR", deploy)
+	}
+	specs, err := guest.FromVars(d, guest.ListBundled)
+	if err != nil {
+		return nil, plan.Env{}, err
+	}
+	get := func(n string) string { v, _, _ := d.Get(n); return strings.TrimSpace(v) }
+	size, err := guest.DefaultImageSize(d)
+	if err != nil {
+		return nil, plan.Env{}, err
+	}
+	env := plan.Env{DeployDir: deploy, UnpackDir: get("UNPACKDIR"), Machine: machine, KernelImageType: GuestKernelType,
+		ImageFstype: "ext4", DefaultImageSizeMB: size}
+	return specs, env, nil
+}
+
+// LoadDescriptor loads the descriptor of a built image directory (or of a
+// descriptor file).
+func LoadDescriptor(p string) (*qemu.Descriptor, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		p = filepath.Join(p, qemu.DescriptorName)
+	}
+	return qemu.LoadDescriptor(p)
+}

@@ -1,0 +1,217 @@
+package xenbundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vxn-dev/vxn/pkg/debpkg"
+	"github.com/vxn-dev/vxn/pkg/hostimage"
+	"github.com/vxn-dev/vxn/pkg/qemu"
+	"github.com/vxn-dev/vxn/pkg/refimage"
+)
+
+func init() {
+	extraCommands = append(extraCommands, buildImageCommand, bootCommand)
+}
+
+func defaultImageDir(machine string) string {
+	return filepath.Join("out", "images", machine)
+}
+
+func buildImageCommand() *cobra.Command {
+	var opts refimage.Options
+	var machine, outDir, cacheDir, extra string
+	var guests []string
+	cmd := &cobra.Command{
+		Use:   "build-image [--machine M] [--out DIR] [--conf FILE...]",
+		Short: "Build the reference Xen host image (xen-image-minimal) with guests bundled",
+		Long: `build-image builds the reference Xen host image from Debian 12 packages (Xen
+4.17, the dom0 kernel and modules, the xl toolstack, xendomains, busybox init),
+and the reference guest image (xen-guest-image-minimal: ext4, tar.bz2, qcow2),
+then bundles guests into the Dom0 root filesystem with the same plan as
+install (default: the reference guest, autostarted). Packages are fetched once
+by name, verified and cached by version; a cached build needs no network.
+The output directory holds the hypervisor, dom0 kernel, initramfs, root
+filesystem, a deploy/ directory laid out like Yocto's DEPLOY_DIR_IMAGE, and
+the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
+		Example: `  xenbundle build-image
+  xenbundle build-image --conf my-guests.conf --out out/images/qemux86-64`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if outDir == "" {
+				outDir = defaultImageDir(machine)
+			}
+			abs, err := filepath.Abs(outDir)
+			if err != nil {
+				return err
+			}
+			opts.Host.Machine, opts.Host.OutDir = machine, abs
+			if cacheDir != "" {
+				opts.Host.CacheDir = cacheDir
+			} else if d, err := debpkg.DefaultCacheDir(); err == nil {
+				opts.Host.CacheDir = d
+			}
+			if len(guests) > 0 {
+				extra += fmt.Sprintf("\nBUNDLED_XEN_GUESTS += %q\n", strings.Join(guests, " "))
+			}
+			opts.Extra = extra
+			w := cmd.OutOrStdout()
+			opts.Logf = func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+			opts.Host.Logf = opts.Logf
+			start := time.Now()
+			res, err := refimage.Build(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			for _, warn := range res.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", warn)
+			}
+			fmt.Fprintf(w, "\nbuilt %s for %s in %.1fs (kernel %s)\n", hostimage.HostImageName, machine, time.Since(start).Seconds(), res.Host.KernelVersion)
+			for _, s := range res.Host.Steps {
+				fmt.Fprintf(w, "  %-28s %6.1fs\n", s.Name, s.Duration.Seconds())
+			}
+			fmt.Fprintf(w, "descriptor: %s\nrootfs:     %s\ndeploy:     %s\nguests:    ", res.Host.DescriptorPath, res.Rootfs, res.DeployDir)
+			for _, g := range res.Plan.Guests {
+				auto := ""
+				if g.Spec.Autostart {
+					auto = " (autostart)"
+				}
+				fmt.Fprintf(w, " %s%s", g.Spec.Name, auto)
+			}
+			fmt.Fprintln(w)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&machine, "machine", "qemux86-64", "machine (qemux86-64; qemuarm64 is described but untested)")
+	f.StringVar(&outDir, "out", "", "output directory (default out/images/<machine>)")
+	f.StringVar(&cacheDir, "cache-dir", "", "package cache (default the repository's .cache/)")
+	f.StringArrayVar(&opts.Confs, "conf", nil, "bitbake-style configuration of the guests to bundle (default: the reference guest, autostart)")
+	f.StringArrayVar(&guests, "guest", nil, "add a guest entry name[:autostart][:external] (repeatable)")
+	f.IntVar(&opts.Host.Dom0MemMB, "dom0-memory", 512, "dom0_mem in MB")
+	f.StringVar(&opts.Host.Init, "init", "busybox", "dom0 init: busybox (default) or systemd")
+	f.BoolVar(&opts.Host.NoAptUpdate, "no-apt-update", false, "never run apt-get update (use the local package indexes)")
+	return cmd
+}
+
+func bootCommand() *cobra.Command {
+	var o qemu.Options
+	var runs []string
+	var interactive bool
+	cmd := &cobra.Command{
+		Use:   "boot [IMAGE_DIR|qemuboot.json] [--run CMD]...",
+		Short: "Boot a built host image under QEMU (runqemu for Xen)",
+		Long: `boot starts QEMU on a host image built by build-image: Xen, dom0 and the
+autostarted guests. KVM is used when /dev/kvm can run Xen, TCG otherwise
+(--no-kvm forces it; the boot timeout is then scaled x4).
+
+With --run, it waits for the dom0 shell, runs each command in dom0, prints
+its output and exit status, powers off cleanly and prints the boot phase
+timings; the exit status is 0 only if every command succeeded. Without
+--run (or with --interactive) the serial console is on stdio: log in as root,
+"poweroff" to leave (Ctrl-A X kills QEMU).`,
+		Example: `  xenbundle boot --run "xl list" --run "xl info | grep free_memory"
+  xenbundle boot out/images/qemux86-64 --interactive -m 4096`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := defaultImageDir("qemux86-64")
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			d, err := refimage.LoadDescriptor(dir)
+			if err != nil {
+				return fmt.Errorf("%w (build one with: xenbundle build-image)", err)
+			}
+			if interactive || len(runs) == 0 {
+				kvm := false
+				if !o.NoKVM {
+					kvm, _ = qemu.KVMUsable()
+				}
+				qargs, err := qemu.Args(d, o, kvm)
+				if err != nil {
+					return err
+				}
+				c := exec.CommandContext(cmd.Context(), d.QEMUBinary, qargs...)
+				c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+				return c.Run()
+			}
+			return bootAndRun(cmd, d, o, runs)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&o.MemoryMB, "memory", "m", 0, "QEMU memory in MB (default the descriptor's, 4096)")
+	f.IntVar(&o.SMP, "smp", 0, "QEMU CPUs (default the descriptor's)")
+	f.BoolVar(&o.NoKVM, "no-kvm", false, "force TCG")
+	f.DurationVar(&o.BootTimeout, "boot-timeout", 120*time.Second, "boot timeout under KVM (x4 under TCG)")
+	f.StringArrayVar(&o.DataDisks, "data-disk", nil, "extra raw disk image for passing files in and out (repeatable; /dev/vdb, ...)")
+	f.StringArrayVar(&o.ExtraArgs, "qemu-args", nil, "extra QEMU arguments (repeatable)")
+	f.BoolVar(&o.Snapshot, "snapshot", false, "discard writes to the disks")
+	f.StringVar(&o.LogFile, "log", "", "write the timestamped serial console to this file")
+	f.StringArrayVar(&runs, "run", nil, "command to run in dom0 (repeatable); non-interactive mode")
+	f.BoolVar(&interactive, "interactive", false, "serial console on stdio")
+	return cmd
+}
+
+func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []string) error {
+	w := cmd.OutOrStdout()
+	ctx := cmd.Context()
+	start := time.Now()
+	vm, err := qemu.Boot(ctx, d, o)
+	if err != nil {
+		return err
+	}
+	defer vm.Kill()
+	fmt.Fprintf(w, "booted %s under %s in %.1fs\n", d.Machine, vm.Accel(), time.Since(start).Seconds())
+	// First autostarted guest: its console log shows a login prompt.
+	if out, err := vm.Run(ctx, "ls /etc/xen/auto/*.cfg 2>/dev/null | wc -l"); err == nil && strings.TrimSpace(out.Output) != "0" {
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second*time.Duration(vm.Scale()))
+		for wctx.Err() == nil {
+			r, err := vm.Run(wctx, "grep -l 'login:' /var/log/xen/console/guest-*.log 2>/dev/null")
+			if err != nil {
+				break
+			}
+			if r.Status == 0 {
+				vm.Mark("guest-up")
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		cancel()
+	}
+	failed := 0
+	for _, c := range runs {
+		r, err := vm.Run(ctx, c)
+		if err != nil {
+			return fmt.Errorf("dom0 command %q: %w", c, err)
+		}
+		fmt.Fprintf(w, "\n$ %s\n%s", c, r.Output)
+		if !strings.HasSuffix(r.Output, "\n") && r.Output != "" {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "[exit status %d]\n", r.Status)
+		if r.Status != 0 {
+			failed++
+		}
+	}
+	t0 := time.Now()
+	serr := vm.Shutdown(ctx)
+	fmt.Fprintf(w, "\npoweroff: %.1fs\n\nboot phases (since QEMU start, %s):\n", time.Since(t0).Seconds(), vm.Accel())
+	for _, p := range vm.Timings() {
+		fmt.Fprintf(w, "  %-14s %7.1fs\n", p.Name, p.At.Seconds())
+	}
+	if serr != nil {
+		return fmt.Errorf("shutdown: %w", serr)
+	}
+	if failed > 0 {
+		return errors.New(fmt.Sprint(failed, " dom0 command(s) failed"))
+	}
+	return nil
+}
