@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Main job on built-in defaults: builds xenbundle, makes a demo Yocto-like
-# deploy directory, plans and installs the demo guest set into a Dom0 root
-# filesystem directory (out/demo/rootfs), and shows the resulting tree and
-# xl configs.
+# Bundling demo: builds xenbundle, makes a demo Yocto-like deploy directory,
+# plans and installs one guest of every kind (Yocto-built ext4, rootfs
+# tarball import, qcow2 HVM appliance) into a Dom0 root filesystem directory
+# (out/demo/rootfs), and shows the resulting tree and xl configs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
