@@ -13,6 +13,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/hostimage"
 	"github.com/vxn-dev/vxn/pkg/qemu"
+	"github.com/vxn-dev/vxn/pkg/refimage"
 )
 
 var (
@@ -28,7 +29,23 @@ var (
 const (
 	autoGuest   = hostimage.GuestImageName
 	manualGuest = "guest-manual"
+	qcow2Guest  = "guest-qcow2"
+	tarGuest    = "guest-tar"
 )
+
+// testGuests is added to the reference configuration (refimage/local.conf,
+// which bundles the reference guest with :autostart): a guest without
+// autostart, and guests imported from the reference guest's qcow2 and
+// tar.bz2 outputs by the qcow2 and rootfs_tar import handlers.
+const testGuests = `
+BUNDLED_XEN_GUESTS += "guest-manual guest-qcow2 guest-tar"
+XEN_GUEST_ROOTFS[guest-manual] = "xen-guest-image-minimal-${MACHINE}.ext4"
+XEN_GUEST_SOURCE_TYPE[guest-qcow2] = "qcow2"
+XEN_GUEST_SOURCE_FILE[guest-qcow2] = "xen-guest-image-minimal-${MACHINE}.qcow2"
+XEN_GUEST_SOURCE_TYPE[guest-tar] = "rootfs_tar"
+XEN_GUEST_SOURCE_FILE[guest-tar] = "xen-guest-image-minimal-${MACHINE}.tar.bz2"
+XEN_GUEST_IMAGE_SIZE[guest-tar] = "64"
+`
 
 // suite is the state shared by the tests: one build and one boot.
 type suite struct {
@@ -105,42 +122,26 @@ func setup() {
 		s.skip = fmt.Sprintf("no %s on this host: %v", m.QEMUBinary, err)
 		return
 	}
+	// One pipeline: the same build and bundling as `xenbundle build-image`.
 	t0 := time.Now()
-	out, err := hostimage.Build(ctx, hostimage.Options{
-		Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit), Init: *flagInit,
-		CacheDir: filepath.Join(root, ".cache"), Logf: logf,
+	res, err := refimage.Build(ctx, refimage.Options{
+		Host: hostimage.Options{Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit),
+			Init: *flagInit, CacheDir: filepath.Join(root, ".cache"), Logf: logf},
+		Extra:        testGuests,
+		HostMemoryMB: *flagMemory,
+		Logf:         logf,
 	})
 	if err != nil {
 		s.bootErr = fmt.Errorf("build: %w", err)
 		return
 	}
-	logf("image build: %.1fs", time.Since(t0).Seconds())
+	logf("image build and bundling: %.1fs", time.Since(t0).Seconds())
+	for _, w := range res.Warnings {
+		logf("warning: %s", w)
+	}
+	out := res.Host
 	s.out = out
-
-	// Bundle two guests into a sparse copy of the dom0 rootfs.
-	work, err := os.MkdirTemp("", "vxn-e2e-")
-	if err != nil {
-		s.bootErr = err
-		return
-	}
-	s.work = work
-	rootfs := filepath.Join(work, "rootfs.ext4")
-	if b, err := exec.Command("cp", "--sparse=always", out.Rootfs, rootfs).CombinedOutput(); err != nil {
-		s.bootErr = fmt.Errorf("copy rootfs: %v: %s", err, b)
-		return
-	}
-	guests := []Guest{
-		{Name: autoGuest, Kernel: out.Vmlinux, Ramdisk: out.Initramfs, Disk: out.GuestExt4,
-			Extra: m.GuestCmdline(), MemoryMB: 256, Autostart: true},
-		{Name: manualGuest, Kernel: out.Vmlinux, Ramdisk: out.Initramfs, Disk: out.GuestExt4,
-			Extra: m.GuestCmdline(), MemoryMB: 256},
-	}
-	t1 := time.Now()
-	if err := BundleIntoExt4(ctx, rootfs, guests); err != nil {
-		s.bootErr = err
-		return
-	}
-	logf("bundle: %.1fs", time.Since(t1).Seconds())
+	rootfs := res.Rootfs
 
 	s.logFile = filepath.Join(root, ".cache", "e2e", "serial-"+*flagInit+".log")
 	vm, err := qemu.Boot(ctx, out.Descriptor, qemu.Options{

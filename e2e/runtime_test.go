@@ -142,27 +142,3 @@ func TestGuestBundleRuntime(t *testing.T) {
 		t.Logf("domain gone %.1fs after xl shutdown", time.Since(t0).Seconds())
 	})
 }
-
-// TestPoweroff runs last: dom0 poweroff must stop the autostarted guest
-// through xendomains (rcK) and make QEMU exit.
-func TestPoweroff(t *testing.T) {
-	v := vm(t)
-	running, _ := domState(t, autoGuest)
-	t0 := time.Now()
-	err := v.Shutdown(context.Background())
-	s.vm = nil
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("poweroff to QEMU exit: %.1fs", time.Since(t0).Seconds())
-	con := v.Console()
-	if !strings.Contains(con, "vxn-dom0: xendomains stop done rc=0") {
-		t.Errorf("xendomains stop did not run at poweroff")
-	}
-	if running && !strings.Contains(con, "Shutting down Xen domain "+autoGuest) {
-		t.Errorf("xendomains did not shut down %s at poweroff", autoGuest)
-	}
-	for _, p := range v.Timings() {
-		t.Logf("phase %-14s %7.1fs", p.Name, p.At.Seconds())
-	}
-}

@@ -64,6 +64,9 @@ func FromVars(v Vars, list string) ([]*Spec, error) {
 		{SettingExtra, DefaultExtra},
 		{SettingDiskDevice, DefaultDiskDevice},
 		{SettingImageSize, fmt.Sprint(DefaultImageSizeMB)},
+		// Beyond upstream: a default ramdisk, for kernels that need their
+		// block and filesystem drivers from an initramfs.
+		{SettingRamdisk, ""},
 	} {
 		val, origin, err := str(d.name+"_DEFAULT", d.def)
 		if err != nil {
