@@ -100,26 +100,28 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
 }
 
+// setup builds and boots the image. It runs only when the suite is enabled,
+// so a missing component is a failure, never a silent skip.
 func setup() {
 	for _, tool := range []string{"apt-get", "dpkg-deb", "mkfs.ext4", "debugfs", "qemu-img", "bzip2", "xz", "cp"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			s.skip = fmt.Sprintf("host tool missing: %v", err)
+			s.bootErr = fmt.Errorf("e2e enabled but a host tool is missing (scripts/deps.sh installs it): %v", err)
 			return
 		}
 	}
 	ctx := context.Background()
 	root, err := repoRoot()
 	if err != nil {
-		s.skip = err.Error()
+		s.bootErr = err
 		return
 	}
 	m, err := hostimage.LookupMachine(*flagMachine)
 	if err != nil {
-		s.skip = err.Error()
+		s.bootErr = err
 		return
 	}
 	if _, err := exec.LookPath(m.QEMUBinary); err != nil {
-		s.skip = fmt.Sprintf("no %s on this host: %v", m.QEMUBinary, err)
+		s.bootErr = fmt.Errorf("e2e enabled but %s is missing (Debian package qemu-system-x86): %v", m.QEMUBinary, err)
 		return
 	}
 	// One pipeline: the same build and bundling as `xenbundle build-image`.
