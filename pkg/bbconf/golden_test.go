@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxn-dev/vxn/internal/testutil"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -88,24 +90,6 @@ func TestSpecGolden(t *testing.T) {
 	}
 }
 
-// repoRoot walks up from the working directory to the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
 var specAssignment = regexp.MustCompile(`^\s+[A-Z][A-Z0-9_]*(\[[^\]]*\])?(:[a-z0-9:_-]+)?\s*(\?\?=|\?=|:=|\+=|=\+|\.=|=\.|=)\s*["']`)
 
 var trailingComment = regexp.MustCompile(`["']\s+#`)
@@ -114,7 +98,7 @@ var trailingComment = regexp.MustCompile(`["']\s+#`)
 // through the parser: each must parse, except lines with a trailing comment,
 // which BitBake rejects and which must get the explanatory error.
 func TestSpecREADMEAssignments(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "..", "shared", "spec", "README-xen.txt")
+	path := filepath.Join(testutil.RepoRoot(t), "..", "shared", "spec", "README-xen.txt")
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Skipf("shared spec not available: %v", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/vxn-dev/vxn/internal/testutil"
 	"github.com/vxn-dev/vxn/pkg/bundle"
 	"github.com/vxn-dev/vxn/pkg/dom0fs"
 	"github.com/vxn-dev/vxn/pkg/guest"
@@ -209,7 +210,7 @@ func TestPackDeterministic(t *testing.T) {
 func TestPackageListing(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "0")
 	f := newFixture(t)
-	recipe := filepath.Join(repoRoot(t), "examples", "bundles", "example-xen-guest-bundle_1.0.bb")
+	recipe := filepath.Join(testutil.RepoRoot(t), "examples", "bundles", "example-xen-guest-bundle_1.0.bb")
 	deb := f.pack(t, recipe, "deb", filepath.Join(f.root, "out"))
 	ipk := f.pack(t, recipe, "ipk", filepath.Join(f.root, "out"))
 	debData, err := os.ReadFile(deb)
@@ -275,7 +276,7 @@ func TestPackageListing(t *testing.T) {
 func TestExamples(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "0")
 	f := newFixture(t)
-	dir := filepath.Join(repoRoot(t), "examples", "bundles")
+	dir := filepath.Join(testutil.RepoRoot(t), "examples", "bundles")
 	stdout, stderr := cli(t, true, "pack", "--conf", filepath.Join(dir, "alpine-xen-guest-bundle_3.23.bb"), "--deploy-dir", f.deploy, "--unpackdir", f.unpack,
 		"--format", "dir", "--output", filepath.Join(f.root, "out"), "--cache-dir", f.cache)
 	if n := strings.Count(stderr, bundle.RedistributionNotice); n != 1 {
@@ -547,7 +548,7 @@ func TestPushPull(t *testing.T) {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	recipe := filepath.Join(repoRoot(t), "examples", "bundles", "example-xen-guest-bundle_1.0.bb")
+	recipe := filepath.Join(testutil.RepoRoot(t), "examples", "bundles", "example-xen-guest-bundle_1.0.bb")
 	dir := f.pack(t, recipe, "dir", filepath.Join(f.root, "out"))
 	deb := f.pack(t, recipe, "deb", filepath.Join(f.root, "out"))
 

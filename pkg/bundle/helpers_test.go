@@ -17,27 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxn-dev/vxn/internal/testutil"
+
 	"github.com/vxn-dev/vxn/pkg/xenbundle"
 )
-
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			t.Fatal("go.mod not found")
-		}
-		d = p
-	}
-}
 
 func needTool(t testing.TB, name, pkg string) {
 	t.Helper()
@@ -90,7 +73,7 @@ func newFixture(t testing.TB) *fixture {
 	writeFile(t, filepath.Join(f.deploy, "bzImage--6.10.11-r0-qemux86-64.bin"), pattern("kernel", 10<<10))
 	must(t, os.Symlink("bzImage--6.10.11-r0-qemux86-64.bin", filepath.Join(f.deploy, "bzImage")))
 	writeFile(t, filepath.Join(f.deploy, "vendor-kernel"), pattern("vendor kernel", 9<<10))
-	cfg, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "spec", "my-custom-guest.cfg"))
+	cfg, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "examples", "spec", "my-custom-guest.cfg"))
 	must(t, err)
 	writeFile(t, filepath.Join(f.unpack, "my-custom-guest.cfg"), cfg)
 	writeFile(t, filepath.Join(f.unpack, "alpine-minirootfs-3.23.3-x86_64.tar.gz"), alpineTarball(t))

@@ -10,26 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxn-dev/vxn/internal/testutil"
+
 	"github.com/vxn-dev/vxn/pkg/qemu"
 )
-
-// repoRoot walks up from the working directory to the directory with go.mod.
-func repoRoot(t *testing.T) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // TestBuild builds the real images from Debian packages (slow the first
 // time: about 100 MB of downloads). Enabled with VXN_BUILD_IMAGE=1;
@@ -43,7 +27,7 @@ func TestBuild(t *testing.T) {
 			t.Skipf("host tool missing: %v", err)
 		}
 	}
-	cache := filepath.Join(repoRoot(t), ".cache")
+	cache := filepath.Join(testutil.RepoRoot(t), ".cache")
 	if c := os.Getenv("VXN_BUILD_CACHE"); c != "" {
 		cache = c // e.g. an empty directory to measure a cold build
 	}

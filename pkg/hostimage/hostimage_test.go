@@ -15,6 +15,7 @@ import (
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
+	"github.com/vxn-dev/vxn/internal/testutil"
 )
 
 func TestParseModinfo(t *testing.T) {
@@ -248,7 +249,7 @@ func TestModulesDep(t *testing.T) {
 // TestResolveModulesRealKernel resolves the dom0 module set against a
 // Debian kernel already in the package cache.
 func TestResolveModulesRealKernel(t *testing.T) {
-	m, _ := filepath.Glob(filepath.Join(repoRoot(t), ".cache/root/linux-image-*/lib/modules/*"))
+	m, _ := filepath.Glob(filepath.Join(testutil.RepoRoot(t), ".cache/root/linux-image-*/lib/modules/*"))
 	if len(m) == 0 {
 		t.Skip("no extracted Debian kernel in .cache (run TestBuild with VXN_BUILD_IMAGE=1 first)")
 	}

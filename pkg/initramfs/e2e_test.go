@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxn-dev/vxn/internal/testutil"
 	"github.com/vxn-dev/vxn/pkg/disk/ext4"
 	"github.com/vxn-dev/vxn/pkg/guestproto"
 )
@@ -75,7 +76,7 @@ func TestBootQEMU(t *testing.T) {
 	dir := t.TempDir()
 
 	t0 := time.Now()
-	initBin, err := BuildInit(ctx, repoRoot(t), "")
+	initBin, err := BuildInit(ctx, testutil.RepoRoot(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,37 +3,20 @@ package initramfs
 import (
 	"bytes"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vxn-dev/vxn/internal/testutil"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
-// repoRoot walks up from the working directory to the directory with go.mod.
-func repoRoot(t testing.TB) string {
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		d = p
-	}
-}
-
 // cachedKernel returns the vmlinuz and lib/modules/<release> of a Debian
 // kernel package extracted by pkg/hostimage into .cache.
 func cachedKernel(t testing.TB) (vmlinuz, modDir string) {
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	k, _ := filepath.Glob(filepath.Join(root, ".cache/root/linux-image-*/boot/vmlinuz-*"))
 	m, _ := filepath.Glob(filepath.Join(root, ".cache/root/linux-image-*/lib/modules/*"))
 	if len(k) == 0 || len(m) == 0 {

@@ -14,28 +14,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxn-dev/vxn/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			t.Fatal("go.mod not found")
-		}
-		d = p
-	}
-}
 
 func needTool(t *testing.T, name string) {
 	t.Helper()
@@ -80,7 +63,7 @@ func fixture(t *testing.T) (deploy, unpack string) {
 		t.Fatal(err)
 	}
 	write(filepath.Join(deploy, "vendor-kernel"), "vendor kernel\n")
-	cfg, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "spec", "my-custom-guest.cfg"))
+	cfg, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "examples", "spec", "my-custom-guest.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +141,7 @@ func golden(t *testing.T, name, got string) {
 // install and compares the resulting Dom0 tree and configs with golden
 // files; a second run must change nothing.
 func TestSpecExamples(t *testing.T) {
-	examples, err := filepath.Glob(filepath.Join(repoRoot(t), "examples", "spec", "*.conf"))
+	examples, err := filepath.Glob(filepath.Join(testutil.RepoRoot(t), "examples", "spec", "*.conf"))
 	if err != nil || len(examples) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
@@ -265,7 +248,7 @@ func TestInstallIntoExt4Image(t *testing.T) {
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", filepath.Join(dir, "skel"), img, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
-	conf := filepath.Join(repoRoot(t), "examples", "spec", "08-image-append.conf")
+	conf := filepath.Join(testutil.RepoRoot(t), "examples", "spec", "08-image-append.conf")
 	args := []string{"install", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", img, "--cache-dir", filepath.Join(dir, "cache")}
 	for i := 0; i < 2; i++ {
 		if out, errOut, code := run(t, args...); code != 0 {
@@ -301,7 +284,7 @@ func TestInstallIntoExt4Image(t *testing.T) {
 func TestPlanWritesNothingAndJSON(t *testing.T) {
 	deploy, unpack := fixture(t)
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	conf := filepath.Join(repoRoot(t), "examples", "spec", "07-alpine-bundle.conf")
+	conf := filepath.Join(testutil.RepoRoot(t), "examples", "spec", "07-alpine-bundle.conf")
 	out, errOut, code := run(t, "plan", "--conf", conf, "--list", "XEN_GUEST_BUNDLES", "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--json")
 	if code != 0 {
 		t.Fatalf("plan: %s", errOut)
@@ -336,7 +319,7 @@ func TestPlanWritesNothingAndJSON(t *testing.T) {
 
 func TestMemoryWarning(t *testing.T) {
 	deploy, unpack := fixture(t)
-	conf := filepath.Join(repoRoot(t), "examples", "spec", "04-varflags.conf")
+	conf := filepath.Join(testutil.RepoRoot(t), "examples", "spec", "04-varflags.conf")
 	_, errOut, code := run(t, "plan", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--host-memory", "1024", "--dom0-memory", "512")
 	if code != 0 {
 		t.Fatalf("plan failed: %s", errOut)
@@ -366,7 +349,7 @@ XEN_GUEST_EXTRA[alpine] = "root=/dev/xvda ro console=hvc0 init=/bin/sh"
 	if _, e, c := run(t, append([]string{"install", "--conf", conf, "--rootfs", a}, common...)...); c != 0 {
 		t.Fatal(e)
 	}
-	manifest := filepath.Join(repoRoot(t), "examples", "manifest", "guests.yaml")
+	manifest := filepath.Join(testutil.RepoRoot(t), "examples", "manifest", "guests.yaml")
 	if _, e, c := run(t, append([]string{"install", "--manifest", manifest, "--rootfs", b}, common...)...); c != 0 {
 		t.Fatal(e)
 	}

@@ -7,32 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// sharedDir finds ../shared next to the repository root (the directory
-// holding go.mod), or skips the test.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Skipf("shared folder not found: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("shared folder not found: no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("shared folder not found: %v", err)
-	}
-	return shared
-}
+	"github.com/vxn-dev/vxn/internal/testutil"
+)
 
 // corpusFilesQuiet lists the corpus without a testing.TB (for fuzz seeds).
 func corpusFilesQuiet() ([]string, error) {
@@ -55,7 +32,7 @@ func corpusFilesQuiet() ([]string, error) {
 
 func corpusFiles(t testing.TB) []string {
 	t.Helper()
-	root := filepath.Join(sharedDir(t), "corpus", "xl-cfg")
+	root := filepath.Join(testutil.SharedDir(t), "corpus", "xl-cfg")
 	var files []string
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
