@@ -136,7 +136,11 @@ func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 		if !ok || k == "" {
 			return nil, env, fmt.Errorf("--set %q: expected VAR=VALUE", kv)
 		}
-		d.Set(k, v)
+		if name, flag, ok := strings.Cut(k, "["); ok && strings.HasSuffix(flag, "]") {
+			d.SetFlag(name, strings.TrimSuffix(flag, "]"), v)
+		} else {
+			d.Set(k, v)
+		}
 	}
 	list := in.List
 	if list == "" {

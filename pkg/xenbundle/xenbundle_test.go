@@ -169,6 +169,12 @@ func TestSpecExamples(t *testing.T) {
 			if second := dump(t, rootfs); second != first {
 				t.Errorf("second run changed the tree:\n%s\nvs\n%s", first, second)
 			}
+			imgs, _ := filepath.Glob(filepath.Join(rootfs, "var/lib/xen/images/*.img"))
+			for _, img := range imgs {
+				if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+					t.Errorf("e2fsck -fn %s: %v\n%s", filepath.Base(img), err, out)
+				}
+			}
 		})
 	}
 }
@@ -424,5 +430,23 @@ XEN_GUEST_IMPORT_TOOLS_fake = "%s"
 	st, err := os.Stat(filepath.Join(rootfs, "var/lib/xen/images/v.img"))
 	if err != nil || st.Size() != 2<<20 {
 		t.Fatalf("custom import output: %v %v", st, err)
+	}
+}
+
+// TestOneOffFlags bundles a guest given only on the command line.
+func TestOneOffFlags(t *testing.T) {
+	deploy, unpack := fixture(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	_, errOut, code := run(t, "install", "--guest", "my-vendor-guest:autostart", "--set", "XEN_GUEST_ROOTFS[my-vendor-guest]=vendor-rootfs.ext4",
+		"--set", "XEN_GUEST_MEMORY[my-vendor-guest]=300", "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--cache-dir", t.TempDir(), "-q")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	cfg, err := os.ReadFile(filepath.Join(rootfs, "etc/xen/my-vendor-guest.cfg"))
+	if err != nil || !strings.Contains(string(cfg), "memory = 300") {
+		t.Errorf("config %q %v", cfg, err)
+	}
+	if _, err := os.Readlink(filepath.Join(rootfs, "etc/xen/auto/my-vendor-guest.cfg")); err != nil {
+		t.Error(err)
 	}
 }
