@@ -131,6 +131,7 @@ func setup() {
 			Init: *flagInit, CacheDir: filepath.Join(root, ".cache"), Logf: logf},
 		Extra:        testGuests,
 		HostMemoryMB: *flagMemory,
+		Packages:     bundlePackages,
 		Logf:         logf,
 	})
 	if err != nil {

@@ -46,6 +46,16 @@ type Options struct {
 	// HostMemoryMB is the QEMU memory the image will boot with, for the
 	// memory budget warning (default: the descriptor's).
 	HostMemoryMB int
+	// Packages, when set, is called during the host image build, after
+	// the hypervisor, kernel and initramfs steps and before the Dom0
+	// rootfs is packed: deployDir is a Yocto-like deploy directory with
+	// this build's kernels and guest initramfs (not the guest image yet),
+	// rootDir the Dom0 staging root. The package files it returns (.deb)
+	// are installed into rootDir with dpkg --root, as a package manager
+	// would on a target, and the merge then deploys the bundles among them.
+	Packages func(ctx context.Context, deployDir, rootDir string) ([]string, error)
+	// Vxn, when set, installs vxn and its guest assets into Dom0.
+	Vxn *VxnOptions
 	// Logf receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -114,6 +124,18 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if machine == "" {
 		machine = "qemux86-64"
 		opts.Host.Machine = machine
+	}
+	if opts.Packages != nil || opts.Vxn != nil {
+		user := opts.Host.PopulateRootfs
+		host := opts.Host
+		opts.Host.PopulateRootfs = func(ctx context.Context, root string) error {
+			if user != nil {
+				if err := user(ctx, root); err != nil {
+					return err
+				}
+			}
+			return populate(ctx, opts, host, root, logf)
+		}
 	}
 	out, err := hostimage.Build(ctx, opts.Host)
 	if err != nil {
@@ -186,13 +208,18 @@ func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, 
 			return nil, plan.Env{}, err
 		}
 	}
+	return specsFrom(d, machine, deploy, guest.ListBundled)
+}
+
+// specsFrom resolves the guests of list in d against the deploy dir.
+func specsFrom(d *bbconf.Data, machine, deploy, list string) ([]*guest.Spec, plan.Env, error) {
 	d.Set("MACHINE", machine)
 	d.Set("DEPLOY_DIR_IMAGE", deploy)
 	d.Set("KERNEL_IMAGETYPE", GuestKernelType)
 	if v, ok, _ := d.Get("UNPACKDIR"); !ok || strings.TrimSpace(v) == "" {
 		d.Set("UNPACKDIR", deploy)
 	}
-	specs, err := guest.FromVars(d, guest.ListBundled)
+	specs, err := guest.FromVars(d, list)
 	if err != nil {
 		return nil, plan.Env{}, err
 	}
