@@ -128,10 +128,11 @@ func setup() {
 	t0 := time.Now()
 	res, err := refimage.Build(ctx, refimage.Options{
 		Host: hostimage.Options{Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit),
-			Init: *flagInit, CacheDir: filepath.Join(root, ".cache"), Logf: logf},
+			Init: *flagInit, CacheDir: filepath.Join(root, ".cache"), Logf: logf, PopulateRootfs: vxnPopulate},
 		Extra:        testGuests,
 		HostMemoryMB: *flagMemory,
 		Packages:     bundlePackages,
+		Vxn:          vxnOptions(root),
 		Logf:         logf,
 	})
 	if err != nil {

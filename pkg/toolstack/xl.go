@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
 )
 
@@ -202,48 +204,106 @@ func (x *XL) XenstoreRead(ctx context.Context, path string) (string, error) {
 	return strings.TrimRight(string(out), "\n"), nil
 }
 
-// Console implements Toolstack: `xl console -t pv DOMID` with pipes.
+// Console implements Toolstack: `xl console -t pv DOMID` on a pty.
+//
+// xl console's stdin and stdout are the slave side of a pseudo-terminal,
+// not pipes: xenconsole forwards its stdin to the guest only when stdin is
+// a terminal (isatty), so with a pipe the guest never receives the job
+// (found on real Xen by the runtime suite). The pty is raw (no echo, no
+// CR/LF translation, no line buffering), as xenconsole itself sets it, so
+// the protocol's bytes pass unchanged.
 func (x *XL) Console(ctx context.Context, domid int) (io.ReadWriteCloser, error) {
+	master, slave, err := openPty()
+	if err != nil {
+		return nil, fmt.Errorf("xl console %d: %w", domid, err)
+	}
+	defer slave.Close()
 	// Not CommandContext: the console must outlive a cancelled ctx until
 	// the caller closes it (cleanup still reads the tail).
 	cmd := exec.Command(x.xl(), "console", "-t", "pv", strconv.Itoa(domid))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
+	cmd.Stdin, cmd.Stdout = slave, slave
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
+		master.Close()
 		return nil, fmt.Errorf("xl console %d: %w", domid, err)
 	}
-	return &xlConsole{cmd: cmd, in: in, out: out}, nil
+	return &xlConsole{cmd: cmd, pty: master}, nil
+}
+
+// openPty opens a raw pseudo-terminal pair.
+func openPty() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*os.File, *os.File, error) {
+		master.Close()
+		if slave != nil {
+			slave.Close()
+		}
+		return nil, nil, fmt.Errorf("pty: %w", err)
+	}
+	mfd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		return fail(err)
+	}
+	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
+	if err != nil {
+		return fail(err)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return fail(err)
+	}
+	sfd := int(slave.Fd())
+	t, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
+	if err != nil {
+		return fail(err)
+	}
+	// cfmakeraw(3)
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, t); err != nil {
+		return fail(err)
+	}
+	return master, slave, nil
 }
 
 type xlConsole struct {
 	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  io.ReadCloser
+	pty  *os.File
 	once sync.Once
 	err  error
 }
 
-func (c *xlConsole) Read(p []byte) (int, error)  { return c.out.Read(p) }
-func (c *xlConsole) Write(p []byte) (int, error) { return c.in.Write(p) }
+// Read reads the guest's console output; the end of xl console (EIO on
+// the pty master once the slave is closed) is io.EOF.
+func (c *xlConsole) Read(p []byte) (int, error) {
+	n, err := c.pty.Read(p)
+	if err != nil && (errors.Is(err, syscall.EIO) || errors.Is(err, os.ErrClosed)) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Write sends bytes to the guest's console input.
+func (c *xlConsole) Write(p []byte) (int, error) { return c.pty.Write(p) }
 
 // Close ends the xl console process.
 func (c *xlConsole) Close() error {
 	c.once.Do(func() {
-		c.in.Close()
 		if c.cmd.Process != nil {
 			c.cmd.Process.Kill()
 		}
 		err := c.cmd.Wait()
+		c.pty.Close()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
 			c.err = err

@@ -1,0 +1,225 @@
+package e2e
+
+// Issue 5 on real Xen: vxn, its guest assets and test images are put into
+// the Dom0 rootfs at build time (refimage.Options.Vxn and the
+// PopulateRootfs hook below); the tests run `vxn` in Dom0.
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vxn-dev/vxn/pkg/container"
+	"github.com/vxn-dev/vxn/pkg/oci/testimage"
+	"github.com/vxn-dev/vxn/pkg/qemu"
+	"github.com/vxn-dev/vxn/pkg/refimage"
+)
+
+// Dom0 paths of the test images and the generated check script.
+const (
+	vxnLayout  = "/var/lib/vxn-test/layout"
+	vxnArchive = "/var/lib/vxn-test/layered.tar"
+	vxnScript  = "/usr/libexec/vxn-e2e.sh"
+	// vxnImage is the layered test image (whiteout, opaque dir, user
+	// 1000:1000, Env, WorkingDir) on a busybox layer.
+	vxnImage = "oci-layout:" + vxnLayout + ":layered"
+	// vxnDeleted is a file of layer 1 deleted by a whiteout in layer 2.
+	vxnDeleted = "/removed.txt"
+)
+
+// busyboxApplets are linked in the image's busybox layer: what the checks
+// and container.E2EScript run.
+var busyboxApplets = []string{"sh", "echo", "sleep", "id", "kill", "pwd", "test", "true", "false", "cat", "ls", "env", "date", "head", "seq", "yes", "dd", "uname", "hostname", "free"}
+
+// busyboxLayer is the base layer that makes the test images runnable.
+func busyboxLayer(busybox string) (v1.Layer, error) {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return nil, err
+	}
+	files := []testimage.File{{Name: "bin/"}, {Name: "tmp/", Mode: 0o1777}, {Name: "bin/busybox", Body: string(bb), Mode: 0o755}}
+	for _, a := range busyboxApplets {
+		files = append(files, testimage.File{Name: "bin/" + a, Type: tar.TypeSymlink, Linkname: "busybox"})
+	}
+	return testimage.Layer(files)
+}
+
+// vxnPopulate is the e2e PopulateRootfs hook: the test images (an OCI
+// layout and a docker archive) and the check script.
+func vxnPopulate(ctx context.Context, root string) error {
+	base, err := busyboxLayer(filepath.Join(root, "usr/bin/busybox"))
+	if err != nil {
+		return err
+	}
+	img, err := testimage.Layered("amd64", base)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, vxnLayout)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := testimage.WriteLayout(dir, img, "layered"); err != nil {
+		return err
+	}
+	if err := testimage.WriteArchive(filepath.Join(root, vxnArchive), img, "vxn-test/layered:latest"); err != nil {
+		return err
+	}
+	script := filepath.Join(root, vxnScript)
+	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(script, []byte(container.E2EScript("vxn", vxnImage, vxnDeleted)), 0o755)
+}
+
+// vxnOptions installs vxn into the image.
+func vxnOptions(root string) *refimage.VxnOptions {
+	return &refimage.VxnOptions{ModuleDir: root}
+}
+
+// runLong runs a dom0 command with a long timeout (guest boots under TCG).
+func runLong(t *testing.T, cmd string, d time.Duration) qemu.Result {
+	t.Helper()
+	v := vm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d*time.Duration(v.Scale()))
+	defer cancel()
+	r, err := v.Run(ctx, cmd)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return r
+}
+
+var timingsRe = regexp.MustCompile(`vxn: timings: .*`)
+
+// TestVxn runs vxn in Dom0 against the test image.
+func TestVxn(t *testing.T) {
+	v := vm(t)
+	need(t, "xl", "vxn")
+	_ = v
+	t.Run("assets", func(t *testing.T) {
+		r := run(t, "ls -l "+refimage.AssetDir+"/ "+vxnLayout+" && vxn --help | head -5")
+		if r.Status != 0 {
+			t.Fatalf("vxn assets: %d %s", r.Status, r.Output)
+		}
+		t.Logf("%s", r.Output)
+	})
+	var first string
+	t.Run("echo-hello", func(t *testing.T) {
+		r := runLong(t, "vxn run --rm --timings "+vxnImage+" echo hello >/tmp/o 2>/tmp/e; echo rc=$?; cat /tmp/o; echo ---; cat /tmp/e", 120*time.Second)
+		first = r.Output
+		if !strings.Contains(r.Output, "rc=0\nhello\n---") {
+			d := run(t, "xl list; losetup -a; ls -la /run/vxn/containers 2>&1 | head; tail -30 /var/log/xen/console/guest-vxn-*.log 2>/dev/null | tail -40")
+			t.Fatalf("vxn run echo hello:\n%s\ndiagnostics:\n%s", r.Output, d.Output)
+		}
+		t.Logf("%s", timingsRe.FindString(r.Output))
+	})
+	if first == "" || !strings.Contains(first, "rc=0\nhello") {
+		t.Skip("vxn run echo hello does not work; skipping the remaining checks")
+	}
+	t.Run("e2e-script", func(t *testing.T) {
+		r := runLong(t, vxnScript+" 2>&1", 600*time.Second)
+		fails := 0
+		for _, l := range strings.Split(r.Output, "\n") {
+			// vxn's progress line (stderr on the console tty) may
+			// precede a result on the same line.
+			if i := strings.Index(l, "vxn-e2e: "); i > 0 {
+				l = l[i:]
+			}
+			switch {
+			case strings.HasPrefix(l, "vxn-e2e: PASS"), strings.HasPrefix(l, "vxn-e2e: INFO"), strings.HasPrefix(l, "vxn-e2e: done"):
+				t.Log(l)
+			case strings.HasPrefix(l, "vxn-e2e: FAIL"):
+				fails++
+				t.Error(l)
+			}
+		}
+		if r.Status != 0 || !strings.Contains(r.Output, "vxn-e2e: done failures=0") {
+			t.Errorf("script exit %d (%d FAIL lines); output tail:\n%s", r.Status, fails, tail(r.Output, 3000))
+		}
+	})
+	t.Run("timing", func(t *testing.T) { vxnTimings(t) })
+	t.Run("min-memory", func(t *testing.T) { vxnMinMemory(t) })
+	t.Run("nothing-left", func(t *testing.T) {
+		// Other guests of the host keep their loop devices: count vxn's.
+		r := run(t, "xl list | grep -c '^vxn-'; losetup -a | grep -c -e /var/lib/vxn -e /run/vxn")
+		if r.Output != "0\n0\n" {
+			d := run(t, "xl list; losetup -a")
+			t.Errorf("left behind (vxn domains, loop devices): %q\n%s", r.Output, d.Output)
+		}
+	})
+}
+
+// vxnTimings prints host-side prep for a cached image, vxn run echo vs a
+// bare xl create of the same kernel+initramfs, and the --timings breakdown.
+func vxnTimings(t *testing.T) {
+	const n = 2
+	var runs, bare []float64
+	for i := 0; i < n; i++ {
+		r := runLong(t, "s=$(cut -d' ' -f1 /proc/uptime); vxn run --rm --timings "+vxnImage+" echo hello >/dev/null 2>/tmp/e; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo rc=$rc ms=$(awk \"BEGIN{print ($e-$s)*1000}\"); cat /tmp/e", 120*time.Second)
+		t.Logf("vxn run echo: %s", strings.TrimSpace(r.Output))
+		if ms := field(r.Output, "ms="); ms > 0 {
+			runs = append(runs, ms)
+		}
+	}
+	// A bare domain with the same kernel, initramfs and command line and
+	// no disk: from xl create until vxn-init's Ready frame is in the
+	// xenconsoled log (vxn run also waits for it before sending the job).
+	cfg := `name=\"vxn-bare\"\ntype=\"pv\"\nmemory=128\nvcpus=1\nkernel=\"` + refimage.AssetDir + `/vmlinux\"\nramdisk=\"` + refimage.AssetDir + `/initramfs.cpio.gz\"\nextra=\"` + container.KernelCmdline + `\"\non_poweroff=\"destroy\"\non_crash=\"destroy\"\n`
+	run(t, "printf '"+cfg+"' > /tmp/vxn-bare.cfg")
+	log := "/var/log/xen/console/guest-vxn-bare.log"
+	for i := 0; i < n; i++ {
+		r := runLong(t, "rm -f "+log+"; s=$(cut -d' ' -f1 /proc/uptime); xl create -q /tmp/vxn-bare.cfg; rc=$?; c=$(cut -d' ' -f1 /proc/uptime); i=0; while ! grep -q '#vxn:R' "+log+" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; e=$(cut -d' ' -f1 /proc/uptime); xl destroy vxn-bare; echo rc=$rc create_ms=$(awk \"BEGIN{print ($c-$s)*1000}\") ms=$(awk \"BEGIN{print ($e-$s)*1000}\")", 150*time.Second)
+		t.Logf("bare xl create to Ready frame: %s", strings.TrimSpace(r.Output))
+		if ms := field(r.Output, "ms="); ms > 0 && strings.Contains(r.Output, "rc=0") {
+			bare = append(bare, ms)
+		}
+	}
+	if len(runs) > 0 && len(bare) > 0 {
+		t.Logf("median vxn run echo %.0f ms, median bare xl create %.0f ms, ratio %.2f (aim <= 1.15)", median(runs), median(bare), median(runs)/median(bare))
+	}
+}
+
+// vxnMinMemory finds the smallest --memory (of a few candidates) with
+// which echo hello works.
+func vxnMinMemory(t *testing.T) {
+	for _, mb := range []int{48, 64, 96} {
+		r := runLong(t, fmt.Sprintf("vxn run --rm --memory %d %s echo hello 2>/tmp/e; echo rc=$?; tail -c 300 /tmp/e", mb, vxnImage), 120*time.Second)
+		ok := strings.HasPrefix(r.Output, "hello\nrc=0")
+		t.Logf("--memory %d: ok=%v %q", mb, ok, tail(r.Output, 300))
+		if ok {
+			t.Logf("smallest --memory with which echo hello works (of 48, 64, 96): %d MB", mb)
+			return
+		}
+	}
+	run(t, "xl list | grep '^vxn-' | awk '{print $1}' | xargs -r -n1 xl destroy")
+}
+
+func field(s, key string) float64 {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+len(key):])
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
