@@ -175,11 +175,11 @@ func vxnTimings(t *testing.T) {
 	// A bare domain with the same kernel, initramfs and command line and
 	// no disk: from xl create until vxn-init's Ready frame is in the
 	// xenconsoled log (vxn run also waits for it before sending the job).
-	cfg := `name=\"vxn-bare\"\ntype=\"pv\"\nmemory=128\nvcpus=1\nkernel=\"` + refimage.AssetDir + `/vmlinux\"\nramdisk=\"` + refimage.AssetDir + `/initramfs.cpio.gz\"\nextra=\"` + container.KernelCmdline + `\"\non_poweroff=\"destroy\"\non_crash=\"destroy\"\n`
+	cfg := `name="vxn-bare"\ntype="pv"\nmemory=128\nvcpus=1\nkernel="` + refimage.AssetDir + `/vmlinux"\nramdisk="` + refimage.AssetDir + `/initramfs.cpio.gz"\nextra="` + container.KernelCmdline + `"\non_poweroff="destroy"\non_crash="destroy"\n`
 	run(t, "printf '"+cfg+"' > /tmp/vxn-bare.cfg")
 	log := "/var/log/xen/console/guest-vxn-bare.log"
 	for i := 0; i < n; i++ {
-		r := runLong(t, "rm -f "+log+"; s=$(cut -d' ' -f1 /proc/uptime); xl create -q /tmp/vxn-bare.cfg; rc=$?; c=$(cut -d' ' -f1 /proc/uptime); i=0; while ! grep -q '#vxn:R' "+log+" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; e=$(cut -d' ' -f1 /proc/uptime); xl destroy vxn-bare; echo rc=$rc create_ms=$(awk \"BEGIN{print ($c-$s)*1000}\") ms=$(awk \"BEGIN{print ($e-$s)*1000}\")", 150*time.Second)
+		r := runLong(t, "rm -f "+log+"; s=$(cut -d' ' -f1 /proc/uptime); xl create -q /tmp/vxn-bare.cfg; rc=$?; c=$(cut -d' ' -f1 /proc/uptime); i=0; [ $rc = 0 ] || i=600; while ! grep -q '#vxn:R' "+log+" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done; e=$(cut -d' ' -f1 /proc/uptime); xl destroy vxn-bare; echo rc=$rc create_ms=$(awk \"BEGIN{print ($c-$s)*1000}\") ms=$(awk \"BEGIN{print ($e-$s)*1000}\")", 150*time.Second)
 		t.Logf("bare xl create to Ready frame: %s", strings.TrimSpace(r.Output))
 		if ms := field(r.Output, "ms="); ms > 0 && strings.Contains(r.Output, "rc=0") {
 			bare = append(bare, ms)
