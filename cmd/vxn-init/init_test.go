@@ -342,7 +342,7 @@ func TestRunJob(t *testing.T) {
 			}
 		})
 	}
-	if st, err := os.Stat(filepath.Join(root, "work/dir")); err != nil || !st.IsDir() {
+	if st, err := os.Stat(filepath.Join(root, "srv/app")); err != nil || !st.IsDir() {
 		t.Errorf("cwd not created: %v", err)
 	}
 }
