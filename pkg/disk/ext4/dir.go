@@ -30,19 +30,7 @@ func FromDir(ctx context.Context, dir, out string, opt Options) error {
 	if !st.IsDir() {
 		return fmt.Errorf("ext4: %s is not a directory", dir)
 	}
-	b, err := newBuilder(ctx, out, opt)
-	if err != nil {
-		return err
-	}
-	err = protect(func() error { return b.addDir(dir) })
-	if err == nil {
-		err = protect(b.finish)
-	}
-	if err != nil {
-		b.abort()
-		return err
-	}
-	return nil
+	return build(ctx, out, opt, func(b *builder) error { return b.addDir(dir) })
 }
 
 type devIno struct{ dev, ino uint64 }

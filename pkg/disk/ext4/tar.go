@@ -23,11 +23,17 @@ import (
 // The image is written under a temporary name next to out and renamed into
 // place only on success.
 func FromTar(ctx context.Context, r io.Reader, out string, opt Options) error {
+	return build(ctx, out, opt, func(b *builder) error { return b.addTar(r) })
+}
+
+// build runs add on a new builder for out, then finishes the image; on any
+// failure (or panic in the writer) the temporary file is removed.
+func build(ctx context.Context, out string, opt Options, add func(*builder) error) error {
 	b, err := newBuilder(ctx, out, opt)
 	if err != nil {
 		return err
 	}
-	err = protect(func() error { return b.addTar(r) })
+	err = protect(func() error { return add(b) })
 	if err == nil {
 		err = protect(b.finish)
 	}
