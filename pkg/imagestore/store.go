@@ -113,6 +113,21 @@ func (s *Store) lock(exclusive bool) (func(), error) {
 	return flock(filepath.Join(s.root, "lock"), exclusive)
 }
 
+// lockedIndex takes the store lock (exclusive for writers) and reads the
+// index; the caller must call unlock.
+func (s *Store) lockedIndex(exclusive bool) (*index, func(), error) {
+	unlock, err := s.lock(exclusive)
+	if err != nil {
+		return nil, nil, err
+	}
+	ix, err := s.readIndex()
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return ix, unlock, nil
+}
+
 func (s *Store) readIndex() (*index, error) {
 	p := filepath.Join(s.root, "images.json")
 	b, err := os.ReadFile(p)
@@ -382,15 +397,11 @@ func (s *Store) lookup(ix *index, ref string) (v1.Hash, string, error) {
 // finds "index.docker.io/library/alpine:latest") or an image ID prefix. An
 // unknown image is an error wrapping ErrNotFound.
 func (s *Store) Lookup(ref string) (*Image, error) {
-	unlock, err := s.lock(false)
+	ix, unlock, err := s.lockedIndex(false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	ix, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
 	h, _, err := s.lookup(ix, ref)
 	if err != nil {
 		return nil, err
@@ -415,15 +426,11 @@ func (s *Store) Ensure(ctx context.Context, ref string, opt oci.Options) (img *I
 
 // List returns every stored image, sorted by first name.
 func (s *Store) List() ([]*Image, error) {
-	unlock, err := s.lock(false)
+	ix, unlock, err := s.lockedIndex(false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	ix, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
 	var out []*Image
 	seen := map[string]bool{}
 	for _, d := range ix.Tags {
@@ -456,15 +463,11 @@ func (s *Store) Tag(src, dst string) error {
 	if r.Transport != oci.Registry || r.Digest() != "" {
 		return fmt.Errorf("tag %q: the new name must be a registry reference with a tag, like repo/name:tag", dst)
 	}
-	unlock, err := s.lock(true)
+	ix, unlock, err := s.lockedIndex(true)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ix, err := s.readIndex()
-	if err != nil {
-		return err
-	}
 	h, _, err := s.lookup(ix, src)
 	if err != nil {
 		return err
@@ -489,15 +492,11 @@ type Removed struct {
 // for an image with several names requires force. An image left without
 // names is deleted together with its guest disk and unshared blobs.
 func (s *Store) Remove(ref string, force bool) (*Removed, error) {
-	unlock, err := s.lock(true)
+	ix, unlock, err := s.lockedIndex(true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	ix, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
 	h, name, err := s.lookup(ix, ref)
 	if err != nil {
 		return nil, err
