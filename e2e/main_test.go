@@ -100,6 +100,15 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
 }
 
+// cacheDir is where downloaded packages are kept: $VXN_CACHE_DIR (shared
+// between checkouts) or the repository's .cache.
+func cacheDir(root string) string {
+	if d := os.Getenv("VXN_CACHE_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(root, ".cache")
+}
+
 // setup builds and boots the image. It runs only when the suite is enabled,
 // so a missing component is a failure, never a silent skip.
 func setup() {
@@ -128,7 +137,7 @@ func setup() {
 	t0 := time.Now()
 	res, err := refimage.Build(ctx, refimage.Options{
 		Host: hostimage.Options{Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit),
-			Init: *flagInit, CacheDir: filepath.Join(root, ".cache"), Logf: logf, PopulateRootfs: vxnPopulate},
+			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: vxnPopulate},
 		Extra:        testGuests,
 		HostMemoryMB: *flagMemory,
 		Packages:     bundlePackages,

@@ -482,9 +482,13 @@ func (f *Fetcher) ResolveLocked(ctx context.Context, lock *Lock, names ...string
 }
 
 // DefaultCacheDir returns the cache directory to use when none is given:
-// ".cache" in the enclosing Go module's root (ignored by git) when the
-// working directory is inside one, else the user cache directory + "/vxn".
+// $VXN_CACHE_DIR when set, else ".cache" in the enclosing Go module's root
+// (ignored by git) when the working directory is inside one, else the user
+// cache directory + "/vxn".
 func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("VXN_CACHE_DIR"); d != "" {
+		return d, nil
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -17,7 +17,8 @@ import (
 type Type byte
 
 // Frame types. Guest → Dom0: Ready, Started, Stdout, Stderr, Log, Fatal,
-// Exit. Dom0 → guest: Spec, Stdin, StdinClose, Signal, Window.
+// Exit, ExecData, ExecExit. Dom0 → guest: Spec, Stdin, StdinClose, Signal,
+// Window, Exec, ExecData, ExecSignal (see exec.go).
 const (
 	TypeReady      Type = 'R' // init is up; payload: JSON ReadyInfo
 	TypeStarted    Type = 'P' // entrypoint executed; payload: JSON StartedInfo
@@ -30,7 +31,7 @@ const (
 	TypeStdin      Type = 'I' // stdin bytes for the container
 	TypeStdinClose Type = 'C' // stdin EOF
 	TypeSignal     Type = 'K' // signal number to forward, decimal
-	TypeWindow     Type = 'W' // terminal size "rows cols" (reserved for -t)
+	TypeWindow     Type = 'W' // terminal size "rows cols [session]"
 )
 
 // String returns the type's name.
@@ -60,6 +61,14 @@ func (t Type) String() string {
 		return "signal"
 	case TypeWindow:
 		return "window"
+	case TypeExec:
+		return "exec"
+	case TypeExecData:
+		return "exec-data"
+	case TypeExecSignal:
+		return "exec-signal"
+	case TypeExecExit:
+		return "exec-exit"
 	}
 	return fmt.Sprintf("type(%q)", byte(t))
 }
