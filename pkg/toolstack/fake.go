@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
@@ -32,7 +33,34 @@ type FakeGuest struct {
 	// ShutdownRequested is closed by Fake.Shutdown (the kernel's poweroff
 	// request).
 	ShutdownRequested <-chan struct{}
+
+	f *Fake
 }
+
+// XenstoreWrite writes a key of the domain's xenstore home, as a guest
+// does: a relative key is under /local/domain/<ID>/. Fake.XenstoreRead then
+// returns the value until the domain is destroyed (Xen removes the home
+// with the domain; it is kept while a domain with on_poweroff = "preserve"
+// stays shut down).
+func (g *FakeGuest) XenstoreWrite(key, value string) {
+	if g.f == nil {
+		return
+	}
+	if !strings.HasPrefix(key, "/") {
+		key = xenstoreHome(g.ID) + key
+	}
+	g.f.mu.Lock()
+	defer g.f.mu.Unlock()
+	if d := g.f.doms[g.ID]; d == nil || d.dead {
+		return // destroyed: its xenstore home is gone
+	}
+	if g.f.Xenstore == nil {
+		g.f.Xenstore = map[string]string{}
+	}
+	g.f.Xenstore[key] = value
+}
+
+func xenstoreHome(domid int) string { return "/local/domain/" + strconv.Itoa(domid) + "/" }
 
 // Fake is an in-process Toolstack for unit tests only: no Xen, no
 // processes. Domains are records; unpausing one runs Guest in a goroutine
@@ -48,6 +76,7 @@ type Fake struct {
 	// CreateErr, when set, makes Create fail with it (after parsing).
 	CreateErr error
 	// Xenstore holds the values XenstoreRead returns.
+	// Guests write it with FakeGuest.XenstoreWrite.
 	Xenstore map[string]string
 
 	mu    sync.Mutex
@@ -180,7 +209,7 @@ func (f *Fake) Create(ctx context.Context, cfgPath string, paused bool) (int, er
 		Console: struct {
 			io.Reader
 			io.Writer
-		}{d.inR, d.outW}, ShutdownRequested: d.shutdown}
+		}{d.inR, d.outW}, ShutdownRequested: d.shutdown, f: f}
 	f.doms[id] = d
 	if !paused {
 		f.startLocked(d)
@@ -224,6 +253,12 @@ func (f *Fake) removeLocked(d *fakeDom) {
 	d.outW.Close()
 	d.inR.Close()
 	delete(f.doms, d.g.ID)
+	home := xenstoreHome(d.g.ID)
+	for k := range f.Xenstore {
+		if strings.HasPrefix(k, home) {
+			delete(f.Xenstore, k)
+		}
+	}
 }
 
 func (f *Fake) get(domid int) (*fakeDom, error) {
