@@ -1,20 +1,24 @@
 package main
 
 import (
-	"bytes"
-	"context"
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
 )
@@ -48,10 +52,40 @@ func helper() {
 			io.Copy(os.Stdout, os.Stdin)
 		case "sleep":
 			time.Sleep(time.Hour)
+		case "tty":
+			ttyHelper()
 		case "exit":
 			var n int
 			fmt.Sscan(args[1], &n)
 			os.Exit(n)
+		}
+	}
+}
+
+// ttyHelper reports its terminal, then reports a SIGWINCH, echoes input
+// lines until EOF and exits 3.
+func ttyHelper() {
+	_, err := unix.IoctlGetTermios(0, unix.TCGETS)
+	_, cerr := os.Open("/dev/tty")
+	ws, _ := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	fmt.Printf("isatty=%v ctty=%v size=%dx%d\n", err == nil, cerr == nil, ws.Row, ws.Col)
+	fmt.Println("ready")
+	go func() {
+		for range winch {
+			ws, _ := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+			fmt.Printf("winch %dx%d\n", ws.Row, ws.Col)
+		}
+	}()
+	r := bufio.NewReader(os.Stdin)
+	for {
+		l, err := r.ReadString('\n')
+		if l != "" {
+			fmt.Printf("line %q\n", l)
+		}
+		if err != nil {
+			os.Exit(3)
 		}
 	}
 }
@@ -252,48 +286,164 @@ func jobRoot(t *testing.T) string {
 	return root
 }
 
-// runJob runs spec chroot-free through makePlan and runner, framing output
-// like the guest does, and demultiplexes it like Dom0 does.
-func runJob(t *testing.T, root string, spec *guestproto.Spec, stdin string) (code int, stdout, stderr string) {
+// testGuest is a guest run chroot-free in the test process: frames go
+// through pipes as over the console, Dom0's side reads them.
+type testGuest struct {
+	t      *testing.T
+	g      *guest
+	to     *guestproto.Writer // Dom0 → guest
+	frames chan guestproto.Frame
+	seen   []guestproto.Frame
+}
+
+var (
+	reaperOnce sync.Once
+	testReaper *reaper
+)
+
+// startGuest runs spec in root like pid1 does after the root is set up;
+// before runs first (frames sent before the process starts).
+func startGuest(t *testing.T, root string, spec *guestproto.Spec, before func(tg *testGuest)) *testGuest {
 	t.Helper()
-	spec.Env = append(spec.Env, "VXN_INIT_HELPER=1")
-	p, err := makePlan(root, spec)
+	reaperOnce.Do(func() { testReaper = newReaper() })
+	g := newGuest(time.Now())
+	g.chroot, g.drain, g.rp = false, 100*time.Millisecond, testReaper
+	if _, err := os.Stat("/dev/pts/ptmx"); err == nil {
+		g.pts = "/dev/pts"
+	}
+	cr, cw := io.Pipe() // Dom0 → guest
+	or, ow := io.Pipe() // guest → Dom0
+	g.w = guestproto.NewWriter(ow)
+	tg := &testGuest{t: t, g: g, to: guestproto.NewWriter(cw), frames: make(chan guestproto.Frame, 1024)}
+	inR, inW, err := os.Pipe()
 	if err != nil {
-		var ee *execError
-		if errors.As(err, &ee) {
-			return ee.code, "", err.Error()
-		}
 		t.Fatal(err)
 	}
-	pr, pw := io.Pipe()
-	w := guestproto.NewWriter(pw)
-	var o, e bytes.Buffer
-	dm := make(chan error, 1)
-	var dcode int
+	g.stdin = newInQueue(inW)
+	go g.readConsole(cr)
 	go func() {
-		var err error
-		dcode, err = guestproto.Demux(context.Background(), pr, &o, &e)
-		dm <- err
+		defer close(tg.frames)
+		r := guestproto.NewReader(or)
+		for {
+			f, err := r.Next()
+			if err != nil {
+				return
+			}
+			tg.frames <- f
+		}
 	}()
-	r := &runner{w: w, drain: 100 * time.Millisecond}
-	if stdin != "" {
-		inR, inW, _ := os.Pipe()
-		go func() { inW.Write([]byte(stdin)); inW.Close() }()
-		r.stdin = inR
-		defer inR.Close()
+	t.Cleanup(func() { cw.Close(); or.Close() })
+	if before != nil {
+		before(tg)
 	}
-	c, err := r.run(p)
-	if err != nil {
-		t.Fatal(err)
+	go func() {
+		code := g.runMain(root, spec, inR, func(pid int) { g.w.WriteFrame(guestproto.TypeStarted, []byte("{}")) })
+		g.finish(code)
+		ow.Close()
+	}()
+	return tg
+}
+
+func (tg *testGuest) send(t guestproto.Type, payload []byte) {
+	tg.t.Helper()
+	if err := tg.to.WriteFrame(t, payload); err != nil {
+		tg.t.Fatalf("sending %s: %v", t, err)
 	}
-	w.WriteExit(c)
-	if err := <-dm; err != nil {
-		t.Fatal(err)
+}
+
+func (tg *testGuest) sendJSON(t guestproto.Type, v any) {
+	tg.t.Helper()
+	b, _ := json.Marshal(v)
+	tg.send(t, b)
+}
+
+func (tg *testGuest) next() (guestproto.Frame, bool) {
+	tg.t.Helper()
+	select {
+	case f, ok := <-tg.frames:
+		if ok {
+			tg.seen = append(tg.seen, f)
+		}
+		return f, ok
+	case <-time.After(30 * time.Second):
+		tg.t.Fatalf("no frame within 30s; seen %s", tg.dump())
 	}
-	if dcode != c {
-		t.Fatalf("demux code %d, runner %d", dcode, c)
+	return guestproto.Frame{}, false
+}
+
+func (tg *testGuest) waitFor(t guestproto.Type, sub string) guestproto.Frame {
+	tg.t.Helper()
+	for {
+		f, ok := tg.next()
+		if !ok {
+			tg.t.Fatalf("guest ended waiting for %s %q; seen %s", t, sub, tg.dump())
+		}
+		if f.Type == t && strings.Contains(string(f.Payload), sub) {
+			return f
+		}
 	}
-	return c, o.String(), e.String()
+}
+
+// exit reads up to the Exit frame; -1 when the stream ends without one.
+func (tg *testGuest) exit() int {
+	tg.t.Helper()
+	for {
+		f, ok := tg.next()
+		if !ok {
+			return -1
+		}
+		if f.Type == guestproto.TypeExit {
+			n, _ := strconv.Atoi(string(f.Payload))
+			return n
+		}
+	}
+}
+
+func (tg *testGuest) execExit(id uint32) guestproto.ExecExit {
+	tg.t.Helper()
+	for {
+		e, err := guestproto.ParseExecExit(tg.waitFor(guestproto.TypeExecExit, "").Payload)
+		if err != nil {
+			tg.t.Fatal(err)
+		}
+		if e.ID == id {
+			return e
+		}
+	}
+}
+
+// output is what was seen of session (0: main) on stream (1, 2).
+func (tg *testGuest) output(session uint32, stream byte) string {
+	var b strings.Builder
+	for _, f := range tg.seen {
+		switch {
+		case session == 0 && stream == 1 && f.Type == guestproto.TypeStdout,
+			session == 0 && stream == 2 && f.Type == guestproto.TypeStderr:
+			b.Write(f.Payload)
+		case session != 0 && f.Type == guestproto.TypeExecData:
+			if d, err := guestproto.ParseExecData(f.Payload); err == nil && d.ID == session && d.Stream == stream {
+				b.Write(d.Data)
+			}
+		}
+	}
+	return b.String()
+}
+
+func (tg *testGuest) logged(sub string) bool {
+	for _, f := range tg.seen {
+		if (f.Type == guestproto.TypeLog || f.Type == guestproto.TypeFatal) && strings.Contains(string(f.Payload), sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func (tg *testGuest) dump() string {
+	var b strings.Builder
+	for _, f := range tg.seen {
+		fmt.Fprintf(&b, "\n  %s %q", f.Type, f.Payload)
+	}
+	return b.String()
 }
 
 func TestRunJob(t *testing.T) {
@@ -318,6 +468,7 @@ func TestRunJob(t *testing.T) {
 			[]string{"id=1001:50 groups=[]"}},
 		{"stdin", guestproto.Spec{Args: []string{"helper", "cat"}, Stdin: true}, "input\x00bytes", 0,
 			[]string{"input\x00bytes"}},
+		{"stdin not kept without -i", guestproto.Spec{Args: []string{"helper", "cat"}}, "dropped", 0, nil},
 		{"not found", guestproto.Spec{Args: []string{"nope"}}, "", 127, nil},
 	}
 	for _, tc := range tests {
@@ -325,16 +476,31 @@ func TestRunJob(t *testing.T) {
 			if os.Getuid() != 0 && tc.spec.User != "" {
 				t.Skipf("changing user needs root (uid %d)", os.Getuid())
 			}
-			code, out, errOut := runJob(t, root, &tc.spec, tc.stdin)
+			tc.spec.Env = append(tc.spec.Env, "VXN_INIT_HELPER=1")
+			tg := startGuest(t, root, &tc.spec, func(tg *testGuest) {
+				if tc.stdin != "" { // sent before the process starts: buffered
+					tg.send(guestproto.TypeStdin, []byte(tc.stdin))
+					tg.send(guestproto.TypeStdinClose, nil)
+				}
+			})
+			code := tg.exit()
 			if code != tc.code {
-				t.Errorf("exit %d, want %d (stderr %q)", code, tc.code, errOut)
+				t.Errorf("exit %d, want %d; frames %s", code, tc.code, tg.dump())
 			}
+			out, errOut := tg.output(0, 1), tg.output(0, 2)
 			for _, w := range tc.out {
 				if !strings.Contains(out, w) {
 					t.Errorf("stdout lacks %q:\n%s", w, out)
 				}
 			}
-			if tc.code != 127 && errOut != "to stderr\n" {
+			if strings.Contains(out, "dropped") {
+				t.Error("stdin fed without -i")
+			}
+			if tc.code == 127 {
+				if !tg.logged(`"nope": executable file not found`) {
+					t.Errorf("no Fatal frame naming the program: %s", tg.dump())
+				}
+			} else if errOut != "to stderr\n" {
 				t.Errorf("stderr %q", errOut)
 			}
 			if strings.Contains(out, "to stderr") {
@@ -351,28 +517,176 @@ func TestRunJob(t *testing.T) {
 // 143) and that output written before is delivered.
 func TestSignalForward(t *testing.T) {
 	root := jobRoot(t)
+	tg := startGuest(t, root, &guestproto.Spec{Args: []string{"helper", "sleep"}, Env: []string{"VXN_INIT_HELPER=1"}}, nil)
+	tg.waitFor(guestproto.TypeStderr, "to stderr")
+	tg.send(guestproto.TypeSignal, []byte("15"))
+	if code := tg.exit(); code != 143 {
+		t.Fatalf("exit %d, want 143; frames %s", code, tg.dump())
+	}
+}
+
+func execData(id uint32, data string) []byte {
+	return guestproto.AppendExecData(nil, guestproto.ExecData{ID: id, Stream: guestproto.StreamStdin, Data: []byte(data)})
+}
+
+// TestExec runs exec sessions beside a sleeping main process.
+func TestExec(t *testing.T) {
+	root := jobRoot(t)
+	os.WriteFile(filepath.Join(root, "bin/noexec"), []byte("x"), 0o644)
+	tests := []struct {
+		name   string
+		exec   guestproto.ExecSpec
+		after  func(tg *testGuest)
+		status int
+		errSub string // in ExecExit.Error; for 126/127 also in a Log frame
+		out    []string
+		stderr string
+	}{
+		{name: "output and env default", exec: guestproto.ExecSpec{ID: 1, Args: []string{"helper", "x y"}},
+			out: []string{`args=["x y"]`, `"MAIN=1"`, "/work\n", `"HOME=/root"`}, stderr: "to stderr\n"},
+		{name: "own env and cwd", exec: guestproto.ExecSpec{ID: 2, Args: []string{"helper"}, Env: []string{"VXN_INIT_HELPER=1", "OWN=2"}, Cwd: "/other"},
+			out: []string{`"OWN=2"`, "/other\n"}, stderr: "to stderr\n"},
+		{name: "user", exec: guestproto.ExecSpec{ID: 1, Args: []string{"helper"}, User: "bob"},
+			out: []string{"id=1001:1001 groups=[10]", `"HOME=/home/bob"`}, stderr: "to stderr\n"},
+		{name: "exit status", exec: guestproto.ExecSpec{ID: 3, Args: []string{"helper", "exit", "7"}}, status: 7, stderr: "to stderr\n"},
+		{name: "stdin", exec: guestproto.ExecSpec{ID: 4, Args: []string{"helper", "cat"}, Stdin: true},
+			after: func(tg *testGuest) {
+				tg.send(guestproto.TypeExecData, execData(4, "in\x00put"))
+				tg.send(guestproto.TypeExecData, execData(4, ""))
+			}, out: []string{"in\x00put"}, stderr: "to stderr\n"},
+		{name: "signal", exec: guestproto.ExecSpec{ID: 5, Args: []string{"helper", "sleep"}},
+			after: func(tg *testGuest) {
+				tg.waitFor(guestproto.TypeExecData, "to stderr")
+				tg.send(guestproto.TypeExecSignal, guestproto.FormatSignal(5, 9))
+			}, status: 137, stderr: "to stderr\n"},
+		{name: "not found", exec: guestproto.ExecSpec{ID: 1, Args: []string{"nope"}}, status: 127, errSub: `"nope": executable file not found`},
+		{name: "not executable", exec: guestproto.ExecSpec{ID: 1, Args: []string{"/bin/noexec"}}, status: 126, errSub: "permission denied"},
+		{name: "unknown user", exec: guestproto.ExecSpec{ID: 1, Args: []string{"helper"}, User: "nobody"}, status: -1, errSub: "unable to find user nobody"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if os.Getuid() != 0 && tc.exec.User != "" {
+				t.Skipf("changing user needs root (uid %d)", os.Getuid())
+			}
+			tg := startGuest(t, root, &guestproto.Spec{Args: []string{"helper", "sleep"}, Env: []string{"VXN_INIT_HELPER=1", "MAIN=1"}, Cwd: "/work"}, nil)
+			tg.waitFor(guestproto.TypeStdout, "MAIN=1")
+			tg.sendJSON(guestproto.TypeExec, tc.exec)
+			if tc.after != nil {
+				tc.after(tg)
+			}
+			e := tg.execExit(tc.exec.ID)
+			if e.Status != tc.status || !strings.Contains(e.Error, tc.errSub) || (tc.errSub == "") != (e.Error == "") {
+				t.Errorf("exec exit %+v, want status %d error %q; frames %s", e, tc.status, tc.errSub, tg.dump())
+			}
+			if tc.status >= 126 && tc.errSub != "" && !tg.logged(tc.errSub) {
+				t.Errorf("no Log frame with %q", tc.errSub)
+			}
+			out := tg.output(tc.exec.ID, 1)
+			for _, w := range tc.out {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			if got := tg.output(tc.exec.ID, 2); got != tc.stderr {
+				t.Errorf("stderr %q, want %q", got, tc.stderr)
+			}
+			if !strings.Contains(tg.output(0, 1), `"MAIN=1"`) || strings.Contains(tg.output(0, 1), "/other") {
+				t.Errorf("main output mixed up: %q", tg.output(0, 1))
+			}
+			tg.send(guestproto.TypeSignal, []byte("15"))
+			if code := tg.exit(); code != 143 {
+				t.Errorf("main exit %d, want 143", code)
+			}
+		})
+	}
+}
+
+// TestExecLifecycle: sessions refused by state, garbage frames, and
+// sessions killed when the main process ends.
+func TestExecLifecycle(t *testing.T) {
+	root := jobRoot(t)
 	spec := &guestproto.Spec{Args: []string{"helper", "sleep"}, Env: []string{"VXN_INIT_HELPER=1"}}
-	p, err := makePlan(root, spec)
-	if err != nil {
-		t.Fatal(err)
+	tg := startGuest(t, root, spec, func(tg *testGuest) {
+		tg.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 1, Args: []string{"helper"}})
+		if e := tg.execExit(1); e.Status != -1 || !strings.Contains(e.Error, "not running") {
+			t.Errorf("exec before start: %+v", e)
+		}
+	})
+	tg.waitFor(guestproto.TypeStderr, "to stderr")
+	tg.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 4})
+	if e := tg.execExit(4); e.Status != -1 || !strings.Contains(e.Error, "empty argv") {
+		t.Errorf("empty argv: %+v", e)
 	}
-	var buf bytes.Buffer
-	sigs := make(chan syscall.Signal, 1)
-	r := &runner{w: guestproto.NewWriter(&lockedBuf{b: &buf}), signals: sigs, drain: 100 * time.Millisecond,
-		started: func(int) { go func() { time.Sleep(200 * time.Millisecond); sigs <- syscall.SIGTERM }() }}
-	code, err := r.run(p)
-	if err != nil || code != 128+int(syscall.SIGTERM) {
-		t.Fatalf("code %d err %v", code, err)
+	tg.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 2, Args: []string{"helper", "sleep"}})
+	tg.waitFor(guestproto.TypeExecData, "to stderr")
+	tg.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 2, Args: []string{"helper"}})
+	if e := tg.execExit(2); e.Status != -1 || !strings.Contains(e.Error, "already running") {
+		t.Errorf("duplicate id: %+v", e)
+	}
+	tg.send(guestproto.TypeExec, []byte("{"))
+	tg.send(guestproto.TypeExecData, []byte{0, 0})
+	tg.send(guestproto.TypeExecData, execData(77, "x"))
+	tg.send(guestproto.TypeExecSignal, []byte("x"))
+	tg.send(guestproto.TypeWindow, []byte("x"))
+	tg.send(guestproto.TypeExecSignal, guestproto.FormatSignal(99, 9))
+	tg.waitFor(guestproto.TypeLog, "session 99")
+	tg.send(guestproto.TypeSignal, []byte("15"))
+	if e := tg.execExit(2); e.Status != 137 {
+		t.Errorf("session left when main ended: %+v", e)
+	}
+	if code := tg.exit(); code != 143 {
+		t.Errorf("exit %d", code)
 	}
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
+// TestTTY runs the main process and an exec session on terminals:
+// controlling terminal, size from Window frames, SIGWINCH, output on stdout
+// only with CRLF, input through the terminal.
+func TestTTY(t *testing.T) {
+	if _, err := os.Stat("/dev/pts/ptmx"); err != nil {
+		t.Skipf("no devpts here: %v", err)
+	}
+	root := jobRoot(t)
+	spec := &guestproto.Spec{Args: []string{"helper", "tty"}, Env: []string{"VXN_INIT_HELPER=1"}, TTY: true, Stdin: true}
+	tg := startGuest(t, root, spec, func(tg *testGuest) {
+		tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 30, Cols: 100}))
+	})
+	tg.waitFor(guestproto.TypeStdout, "ready")
+	tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 40, Cols: 120}))
+	tg.waitFor(guestproto.TypeStdout, "winch 40x120")
+	tg.send(guestproto.TypeStdin, []byte("hello\n"))
+	tg.waitFor(guestproto.TypeStdout, "line \"hello\\n\"")
 
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+	// An exec session with its own terminal, meanwhile.
+	tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 5, Cols: 6, ID: 3}))
+	tg.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 3, Args: []string{"helper", "tty"}, TTY: true, Stdin: true})
+	tg.waitFor(guestproto.TypeExecData, "ready")
+	tg.send(guestproto.TypeExecData, execData(3, "abc"))
+	tg.send(guestproto.TypeExecData, execData(3, "")) // EOF: ^D
+	if e := tg.execExit(3); e.Status != 3 {
+		t.Errorf("exec exit %+v, want 3", e)
+	}
+	ex := tg.output(3, 1)
+	for _, w := range []string{"isatty=true ctty=true size=5x6\r\n", "to stderr\r\n", `line "abc"`} {
+		if !strings.Contains(ex, w) {
+			t.Errorf("exec terminal output lacks %q:\n%q", w, ex)
+		}
+	}
+	if tg.output(3, 2) != "" {
+		t.Errorf("exec stderr with a terminal: %q", tg.output(3, 2))
+	}
+
+	tg.send(guestproto.TypeStdinClose, nil)
+	if code := tg.exit(); code != 3 {
+		t.Errorf("exit %d, want 3; frames %s", code, tg.dump())
+	}
+	out := tg.output(0, 1)
+	for _, w := range []string{"isatty=true ctty=true size=30x100\r\n", "to stderr\r\n", "hello\r\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("terminal output lacks %q:\n%q", w, out)
+		}
+	}
+	if tg.output(0, 2) != "" {
+		t.Errorf("stderr with a terminal: %q", tg.output(0, 2))
+	}
 }

@@ -23,8 +23,16 @@
 //     streams its stdout and stderr as separate frames; feeds Stdin frames
 //     to it; forwards Signal frames and SIGTERM/SIGINT/SIGHUP it receives;
 //     reaps every zombie (it is PID 1);
-//  8. sends the exit status (128+n for death by signal n) as an Exit frame
-//     and to xenstore data/vxn-exit when running under Xen, kills what is
+//  8. runs exec sessions (Exec frames) beside it: more processes in the
+//     same root with the same user, environment and working directory
+//     resolution, their output as ExecData frames, their end as ExecExit;
+//  9. with a terminal (-t) runs a process on a new pty of the container's
+//     devpts as its controlling terminal, pumps the master's output as
+//     Stdout (ExecData stream 1), and applies Window frames (TIOCSWINSZ;
+//     the kernel then sends SIGWINCH);
+//  10. when the entrypoint ends, kills the exec sessions, writes the exit
+//     status (128+n for death by signal n) to xenstore data/vxn-exit when
+//     running under Xen, then sends it as an Exit frame, kills what is
 //     left, syncs, drains the console and powers off.
 //
 // Installed as /sbin/poweroff too: the kernel runs that on `xl shutdown`
@@ -44,6 +52,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -85,8 +95,29 @@ type guest struct {
 	w     *guestproto.Writer
 	specs chan *guestproto.Spec
 	sigs  chan syscall.Signal
-	stdin *os.File // write end of the container's stdin pipe
-	inR   *os.File
+	rp    *reaper
+	// chroot is false only in tests (see procSpec.chroot).
+	chroot bool
+	// pts overrides the devpts directory for terminals (tests only).
+	pts string
+	// drain bounds how long output of leftover processes is still read
+	// after a process exited (they may keep the pipes open).
+	drain time.Duration
+
+	mu       sync.Mutex
+	stdin    *inQueue // the main process's stdin (Stdin frames)
+	mainSpec *guestproto.Spec
+	root     string // container root once the main process runs
+	mainProc *proc
+	ended    bool // the main process ended: no more exec sessions
+	sessions map[uint32]*proc
+	windows  map[uint32]unix.Winsize
+	execs    sync.WaitGroup
+}
+
+func newGuest(t0 time.Time) *guest {
+	return &guest{t0: t0, specs: make(chan *guestproto.Spec, 1), sigs: make(chan syscall.Signal, 8),
+		chroot: true, drain: 200 * time.Millisecond, sessions: map[uint32]*proc{}, windows: map[uint32]unix.Winsize{}}
 }
 
 func (g *guest) logf(format string, args ...any) {
@@ -111,15 +142,35 @@ func (g *guest) fatal(err error) int {
 }
 
 func pid1(t0 time.Time) (int, *os.File) {
-	g := &guest{t0: t0, specs: make(chan *guestproto.Spec, 1), sigs: make(chan syscall.Signal, 8)}
+	g := newGuest(t0)
 	code := g.main()
+	g.finish(code)
+	return code, g.con
+}
+
+// finish ends the exec sessions still running (each reported with its
+// ExecExit) and reports the exit status: first to xenstore data/vxn-exit
+// (under Xen; Dom0's fallback when the Exit frame is lost), then as the
+// Exit frame.
+func (g *guest) finish(code int) {
+	g.mu.Lock()
+	g.ended = true
+	for _, p := range g.sessions {
+		p.signal(syscall.SIGKILL)
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.execs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	if err := xenstoreWrite("data/vxn-exit", strconv.Itoa(code)); err != nil {
+		g.logf("%v", err)
+	}
 	if g.w != nil {
 		g.w.WriteExit(code)
 	}
-	if err := xenstoreWrite("data/vxn-exit", fmt.Sprint(code)); err != nil {
-		g.logf("%v", err)
-	}
-	return code, g.con
 }
 
 func (g *guest) main() int {
@@ -151,9 +202,14 @@ func (g *guest) main() int {
 			g.sigs <- s.(syscall.Signal)
 		}
 	}()
+	g.rp = newReaper()
 
-	g.inR, g.stdin, _ = os.Pipe()
-	go g.readConsole()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return g.fatal(err)
+	}
+	g.stdin = newInQueue(inW) // buffers Stdin frames until the process starts
+	go g.readConsole(g.con)
 	if g.cl.Spec != "console" {
 		go g.readSpecFile(g.cl.Spec)
 	}
@@ -164,10 +220,6 @@ func (g *guest) main() int {
 	}
 	tSpec := time.Now()
 	g.logf("spec received")
-	if !spec.Stdin {
-		g.inR.Close()
-		g.inR = nil
-	}
 
 	root, err := setupRoot(spec)
 	if err != nil {
@@ -183,29 +235,51 @@ func (g *guest) main() int {
 			return g.fatal(fmt.Errorf("writing /etc/resolv.conf: %w", err))
 		}
 	}
-	p, err := makePlan(root, spec)
-	if err != nil {
-		return g.fatal(err)
-	}
-	r := &runner{w: g.w, chroot: true, stdin: g.inR, signals: g.sigs, drain: 200 * time.Millisecond,
-		started: func(pid int) {
-			if g.inR != nil {
-				g.inR.Close() // the child has its copy
-			}
-			info, _ := json.Marshal(guestproto.StartedInfo{UptimeMS: uptime().Milliseconds(),
-				InitMS: (initDur + time.Since(tSpec)).Milliseconds(), Pid: pid})
-			g.w.WriteFrame(guestproto.TypeStarted, info)
-		}}
-	code, err := r.run(p)
-	if err != nil {
-		return g.fatal(err)
-	}
-	return code
+	return g.runMain(root, spec, inR, func(pid int) {
+		info, _ := json.Marshal(guestproto.StartedInfo{UptimeMS: uptime().Milliseconds(),
+			InitMS: (initDur + time.Since(tSpec)).Milliseconds(), Pid: pid})
+		g.w.WriteFrame(guestproto.TypeStarted, info)
+	})
 }
 
-// readConsole handles Dom0's frames: the spec, stdin, signals.
-func (g *guest) readConsole() {
-	rd := guestproto.NewReader(g.con)
+// runMain starts the main process of spec in root and returns its exit
+// status once it ended. inR is the read end of the pipe g.stdin writes to
+// (startProc takes it over). Signals from g.sigs are forwarded to it meanwhile.
+func (g *guest) runMain(root string, spec *guestproto.Spec, inR *os.File, started func(pid int)) int {
+	p, err := makePlan(root, spec)
+	if err != nil {
+		inR.Close()
+		return g.fatal(err)
+	}
+	ps := &procSpec{plan: p, chroot: g.chroot, tty: spec.TTY, stdin: spec.Stdin, stdinR: inR, pts: g.pts,
+		stdout: g.w.Stream(guestproto.TypeStdout), stderr: g.w.Stream(guestproto.TypeStderr)}
+	g.mu.Lock()
+	ps.win = g.windows[0]
+	pr, err := startProc(g.rp, ps)
+	if err == nil {
+		g.mainProc, g.mainSpec, g.root = pr, spec, root
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return g.fatal(err)
+	}
+	if started != nil {
+		started(pr.pid)
+	}
+	for {
+		select {
+		case ws := <-pr.status:
+			return pr.finish(ws, g.drain)
+		case s := <-g.sigs:
+			pr.signal(s)
+		}
+	}
+}
+
+// readConsole handles Dom0's frames: the spec, stdin, signals, window
+// sizes and exec sessions.
+func (g *guest) readConsole(con io.Reader) {
+	rd := guestproto.NewReader(con)
 	gotSpec := false
 	for {
 		f, err := rd.Next()
@@ -234,19 +308,22 @@ func (g *guest) readConsole() {
 			default:
 			}
 		case guestproto.TypeStdin:
-			if g.stdin != nil {
-				g.stdin.Write(f.Payload)
-			}
+			g.stdin.Write(f.Payload)
 		case guestproto.TypeStdinClose:
-			if g.stdin != nil {
-				g.stdin.Close()
-				g.stdin = nil
-			}
+			g.stdin.Close()
 		case guestproto.TypeSignal:
 			var n int
 			if _, err := fmt.Sscan(string(f.Payload), &n); err == nil && n > 0 && n < 65 {
 				g.sigs <- syscall.Signal(n)
 			}
+		case guestproto.TypeWindow:
+			g.window(f.Payload)
+		case guestproto.TypeExec:
+			g.startExec(f.Payload)
+		case guestproto.TypeExecData:
+			g.execData(f.Payload)
+		case guestproto.TypeExecSignal:
+			g.execSignal(f.Payload)
 		}
 	}
 }

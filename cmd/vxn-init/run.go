@@ -6,28 +6,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"golang.org/x/sys/unix"
 )
-
-// runner starts a plan and streams its output as frames.
-type runner struct {
-	w *guestproto.Writer
-	// chroot runs the entrypoint chrooted into plan.Root (the guest); false
-	// runs it on the host file system with paths under Root (tests).
-	chroot bool
-	// stdin is the container's stdin; nil means /dev/null.
-	stdin *os.File
-	// signals are forwarded to the entrypoint.
-	signals <-chan syscall.Signal
-	// drain bounds how long output of leftover processes is still read
-	// after the entrypoint exited (they may keep the pipes open).
-	drain time.Duration
-	// started is called with the pid once the entrypoint is executing.
-	started func(pid int)
-}
 
 // exitCode maps a wait status to the container's exit status (signal
 // death is 128+n, as in a shell and docker).
@@ -41,117 +27,385 @@ func exitCode(ws syscall.WaitStatus) int {
 	return 255
 }
 
-// run executes p and returns its exit status. Output goes to r.w as
-// Stdout/Stderr frames while the process runs. Only start failures are
-// errors (an *execError carries docker's 126/127).
-func (r *runner) run(p *plan) (int, error) {
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	stdin := r.stdin
-	if stdin == nil {
-		if stdin, err = os.Open(os.DevNull); err != nil {
-			return 0, err
+// reaper waits for every child (as PID 1 the init inherits all orphans)
+// and hands the status of the processes it started to their waiters.
+type reaper struct {
+	mu    sync.Mutex
+	procs map[int]chan syscall.WaitStatus
+}
+
+func newReaper() *reaper {
+	r := &reaper{procs: map[int]chan syscall.WaitStatus{}}
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, syscall.SIGCHLD)
+	go func() {
+		tick := time.NewTicker(time.Second) // belt and braces against a missed SIGCHLD
+		for {
+			select {
+			case <-sigc:
+			case <-tick.C:
+			}
+			r.reap()
 		}
-		defer stdin.Close()
+	}()
+	return r
+}
+
+func (r *reaper) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+		if ws.Stopped() || ws.Continued() {
+			continue
+		}
+		r.mu.Lock()
+		c := r.procs[pid]
+		delete(r.procs, pid)
+		r.mu.Unlock()
+		if c != nil {
+			c <- ws
+		}
 	}
+}
+
+// fork runs ForkExec with the reaper locked, so that the child's status
+// cannot be reaped before its waiter is registered.
+func (r *reaper) fork(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pid, err := syscall.ForkExec(argv0, argv, attr)
+	if err != nil {
+		return 0, nil, err
+	}
+	c := make(chan syscall.WaitStatus, 1)
+	r.procs[pid] = c
+	return pid, c, nil
+}
+
+// procSpec is a process to start from a plan: the main process or an exec
+// session.
+type procSpec struct {
+	plan *plan
+	// chroot runs the process chrooted into plan.Root (the guest); false
+	// runs it on the host file system with paths under Root (tests).
+	chroot bool
+	// tty gives the process a new pty of the container's devpts as its
+	// controlling terminal and stdin/stdout/stderr; Stdout gets all output.
+	tty bool
+	// pts is the devpts directory to open the terminal in; "" is the
+	// container's /dev/pts.
+	pts string
+	// win is the terminal's initial size (tty only; zero = kernel default).
+	win unix.Winsize
+	// stdin keeps stdin open, fed through proc.in; otherwise /dev/null
+	// (with a terminal: nothing is ever typed).
+	stdin bool
+	// stdinR, when set, is the read end of an existing input pipe to use
+	// instead of a new one (proc.in is then nil); startProc closes it.
+	stdinR *os.File
+	// stdout and stderr receive the output (frame streams).
+	stdout, stderr io.Writer
+}
+
+// proc is a started process.
+type proc struct {
+	pid    int
+	status <-chan syscall.WaitStatus
+	// in feeds stdin; Close is end of input (with a terminal: ^D).
+	in *inQueue
+	// master is the pty master (tty only).
+	master *os.File
+	outs   []*os.File // read ends of the output pipes, or the master
+	pumps  sync.WaitGroup
+	inR    *os.File // stdin pipe's read end when a copier feeds the master
+}
+
+// startProc starts s. Only start failures are errors (an *execError
+// carries docker's 126/127).
+func startProc(rp *reaper, s *procSpec) (*proc, error) {
+	p := &proc{}
+	var files []*os.File // the child's 0, 1, 2
+	var closeAfter []*os.File
+	fail := func(err error) (*proc, error) {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+		for _, f := range p.outs {
+			f.Close()
+		}
+		if p.in != nil {
+			p.in.Close()
+		}
+		if p.inR != nil {
+			p.inR.Close()
+		}
+		return nil, err
+	}
+	// in is the read end of the input pipe, nil without stdin.
+	in := s.stdinR
+	if !s.stdin && in != nil {
+		in.Close()
+		in = nil
+	}
+	if s.stdin && in == nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		in, p.in = r, newInQueue(w)
+	}
+	if s.tty {
+		p.inR = in
+		pts := s.pts
+		if pts == "" {
+			var err error
+			if pts, err = resolveIn(s.plan.Root, "/dev/pts"); err != nil {
+				return fail(err)
+			}
+		}
+		master, slave, err := openPty(pts, &s.win)
+		if err != nil {
+			return fail(err)
+		}
+		p.master = master
+		p.outs = append(p.outs, master)
+		closeAfter = append(closeAfter, slave)
+		files = []*os.File{slave, slave, slave}
+	} else {
+		stdin := in
+		if stdin == nil {
+			var err error
+			if stdin, err = os.Open(os.DevNull); err != nil {
+				return fail(err)
+			}
+		}
+		closeAfter = append(closeAfter, stdin)
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		p.outs = append(p.outs, outR)
+		closeAfter = append(closeAfter, outW)
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		p.outs = append(p.outs, errR)
+		closeAfter = append(closeAfter, errW)
+		files = []*os.File{stdin, outW, errW}
+	}
+
 	sys := &syscall.SysProcAttr{Setsid: true}
+	if s.tty {
+		sys.Setctty, sys.Ctty = true, 0
+	}
 	if os.Getuid() == 0 {
-		sys.Credential = &syscall.Credential{Uid: p.ID.UID, Gid: p.ID.GID, Groups: p.ID.Groups}
+		id := s.plan.ID
+		sys.Credential = &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups}
 		if sys.Credential.Groups == nil {
 			sys.Credential.Groups = []uint32{}
 		}
 	}
-	argv0, dir := p.Path, p.Cwd
-	if r.chroot {
-		sys.Chroot = p.Root
+	argv0, dir := s.plan.Path, s.plan.Cwd
+	if s.chroot {
+		sys.Chroot = s.plan.Root
 	} else {
-		if dir, err = resolveIn(p.Root, p.Cwd); err != nil {
-			return 0, err
+		var err error
+		if dir, err = resolveIn(s.plan.Root, s.plan.Cwd); err != nil {
+			return fail(err)
 		}
 		if len(argv0) > 0 && argv0[0] == '/' {
-			if argv0, err = resolveIn(p.Root, argv0); err != nil {
-				return 0, err
+			if argv0, err = resolveIn(s.plan.Root, argv0); err != nil {
+				return fail(err)
 			}
 		}
 	}
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, syscall.SIGCHLD)
-	defer signal.Stop(sigc)
-
-	pid, err := syscall.ForkExec(argv0, p.Args, &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   p.Env,
-		Files: []uintptr{stdin.Fd(), outW.Fd(), errW.Fd()},
-		Sys:   sys,
-	})
-	outW.Close()
-	errW.Close()
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	pid, status, err := rp.fork(argv0, s.plan.Args, &syscall.ProcAttr{Dir: dir, Env: s.plan.Env, Files: fds, Sys: sys})
 	if err != nil {
-		outR.Close()
-		errR.Close()
 		switch {
 		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR):
-			return 0, &execError{127, fmt.Sprintf("exec %q: %v", p.Args[0], err)}
+			return fail(&execError{127, fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
 		default:
-			return 0, &execError{126, fmt.Sprintf("exec %q: %v", p.Args[0], err)}
+			return fail(&execError{126, fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
 		}
 	}
-	if r.started != nil {
-		r.started(pid)
+	for _, f := range closeAfter {
+		f.Close()
 	}
-	pumps := make(chan struct{}, 2)
-	pump := func(f *os.File, t guestproto.Type) {
-		defer func() { pumps <- struct{}{} }()
-		buf := make([]byte, guestproto.ChunkSize)
-		s := r.w.Stream(t)
+	p.pid, p.status = pid, status
+	pump := func(f *os.File, w io.Writer) {
+		defer p.pumps.Done()
+		buf := make([]byte, 3<<10)
 		for {
 			n, err := f.Read(buf)
 			if n > 0 {
-				if _, werr := s.Write(buf[:n]); werr != nil {
+				if _, werr := w.Write(buf[:n]); werr != nil {
 					io.Copy(io.Discard, f)
 					return
 				}
 			}
 			if err != nil {
+				return // EOF; EIO from a master whose slave is closed
+			}
+		}
+	}
+	p.pumps.Add(len(p.outs))
+	if s.tty {
+		go pump(p.master, s.stdout)
+		if p.inR != nil {
+			go copyToTerminal(p.master, p.inR)
+		}
+	} else {
+		go pump(p.outs[0], s.stdout)
+		go pump(p.outs[1], s.stderr)
+	}
+	return p, nil
+}
+
+// copyToTerminal copies input to a pty master and ends it with the
+// terminal's EOF character, as a user's ^D: twice when the last line is
+// unterminated (the first only ends that read).
+func copyToTerminal(master, in *os.File) {
+	buf := make([]byte, 3<<10)
+	last := byte('\n')
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if _, werr := master.Write(buf[:n]); werr != nil {
 				return
 			}
+			last = buf[n-1]
+		}
+		if err != nil {
+			break
 		}
 	}
-	go pump(outR, guestproto.TypeStdout)
-	go pump(errR, guestproto.TypeStderr)
+	eof := []byte{4}
+	if last != '\n' {
+		eof = []byte{4, 4}
+	}
+	master.Write(eof)
+}
 
-	var status syscall.WaitStatus
-	for exited := false; !exited; {
-		select {
-		case <-sigc:
-		case s := <-r.signals:
-			syscall.Kill(pid, s)
-			continue
-		case <-time.After(time.Second): // belt and braces against a missed SIGCHLD
-		}
-		for {
-			var ws syscall.WaitStatus
-			wpid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if wpid <= 0 || err != nil {
-				break
-			}
-			if wpid == pid {
-				status, exited = ws, true
-			}
-		}
+// signal sends sig to the process.
+func (p *proc) signal(sig syscall.Signal) { syscall.Kill(p.pid, sig) }
+
+// resize sets the terminal size (the kernel sends SIGWINCH to the
+// terminal's foreground process group).
+func (p *proc) resize(ws unix.Winsize) {
+	if p.master != nil {
+		unix.IoctlSetWinsize(int(p.master.Fd()), unix.TIOCSWINSZ, &ws)
 	}
-	deadline := time.Now().Add(r.drain)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
-	<-pumps
-	<-pumps
-	outR.Close()
-	errR.Close()
-	return exitCode(status), nil
+}
+
+// finish waits for the output after the process exited with ws: processes
+// left behind may keep the pipes (or the terminal) open, so the output is
+// read for at most drain more. It returns the exit status.
+func (p *proc) finish(ws syscall.WaitStatus, drain time.Duration) int {
+	deadline := time.Now().Add(drain)
+	for _, f := range p.outs {
+		f.SetReadDeadline(deadline)
+	}
+	p.pumps.Wait()
+	for _, f := range p.outs {
+		f.Close()
+	}
+	if p.in != nil {
+		p.in.Close()
+	}
+	if p.inR != nil {
+		p.inR.Close()
+	}
+	return exitCode(ws)
+}
+
+// openPty opens a new pty pair in the devpts instance mounted on pts (the
+// container's, mounted by setupRoot with newinstance) and sets its size.
+func openPty(pts string, ws *unix.Winsize) (master, slave *os.File, err error) {
+	m, err := os.OpenFile(filepath.Join(pts, "ptmx"), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening a terminal: %w", err)
+	}
+	fd := int(m.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("unlocking the terminal: %w", err)
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("terminal number: %w", err)
+	}
+	s, err := os.OpenFile(filepath.Join(pts, strconv.Itoa(int(n))), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("opening the terminal's slave: %w", err)
+	}
+	if ws.Row != 0 || ws.Col != 0 {
+		unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws)
+	}
+	return m, s, nil
+}
+
+// inQueue writes stdin data to a pipe from its own goroutine, so that the
+// console reader never blocks on a process that does not read its input.
+type inQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	bufs   [][]byte
+	closed bool
+}
+
+func newInQueue(w *os.File) *inQueue {
+	q := &inQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	go func() {
+		defer w.Close()
+		broken := false
+		for {
+			q.mu.Lock()
+			for len(q.bufs) == 0 && !q.closed {
+				q.cond.Wait()
+			}
+			if len(q.bufs) == 0 {
+				q.mu.Unlock()
+				return
+			}
+			b := q.bufs[0]
+			q.bufs = q.bufs[1:]
+			q.mu.Unlock()
+			if !broken {
+				if _, err := w.Write(b); err != nil {
+					broken = true // the reader is gone: drop the rest
+				}
+			}
+		}
+	}()
+	return q
+}
+
+// Write queues a copy of b.
+func (q *inQueue) Write(b []byte) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(b) == 0 {
+		return
+	}
+	q.bufs = append(q.bufs, append([]byte(nil), b...))
+	q.cond.Broadcast()
+}
+
+// Close ends the input once the queued data is written.
+func (q *inQueue) Close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.cond.Broadcast()
 }

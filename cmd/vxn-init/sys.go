@@ -199,6 +199,12 @@ func setupRoot(s *guestproto.Spec) (string, error) {
 			return "", err
 		}
 	}
+	// /dev/ptmx must open the container's devpts instance (newinstance).
+	ptmx := filepath.Join(root, "dev/ptmx")
+	os.Remove(ptmx)
+	if err := os.Symlink("pts/ptmx", ptmx); err != nil {
+		return "", fmt.Errorf("linking /dev/ptmx: %w", err)
+	}
 	return root, nil
 }
 

@@ -58,7 +58,15 @@
 // is not logged by xenconsoled, vxn-init disables echo before announcing
 // Ready, and the spec lives only in the memory of vxn and vxn-init.
 //
-// A real terminal (-t) is not implemented yet: the plan is a Window frame
-// (rows, cols) from Dom0 and a pty pair in the guest whose master vxn-init
-// pumps as Stdout frames, with Stdin frames written to it unchanged.
+// A terminal (Spec.TTY, -t): vxn-init runs the entrypoint on a pty pair of
+// the container's devpts, as its controlling terminal, and pumps the
+// master's output as Stdout frames only (the terminal merges stderr and
+// turns "\n" into "\r\n"); Stdin frames are written to the master
+// unchanged, StdinClose becomes the terminal's EOF character (^D), and
+// Window frames (rows, cols) set the terminal size. Exec sessions work the
+// same way with ExecSpec.TTY (see exec.go).
+//
+// Exit status fallback: just before the Exit frame, vxn-init writes the
+// decimal status to the xenstore key data/vxn-exit of its domain (under
+// Xen only), for Dom0 to read when the Exit frame was lost.
 package guestproto

@@ -165,7 +165,9 @@ type ExecExit struct {
 	// Status is the exit status (0–255, 128+n for signal n); -1 when the
 	// process could not be started (Error says why).
 	Status int `json:"status"`
-	// Error is why the process could not be started, "" otherwise.
+	// Error is why the process could not be started, "" otherwise. It is
+	// also set with status 127 (not found) and 126 (not executable), the
+	// statuses docker gives in those cases.
 	Error string `json:"error,omitempty"`
 }
 

@@ -24,7 +24,8 @@ type Spec struct {
 	Hostname string `json:"hostname,omitempty"`
 	// ResolvConf, when non-empty, is written to /etc/resolv.conf.
 	ResolvConf string `json:"resolv_conf,omitempty"`
-	// TTY asks for a terminal (not implemented yet; see the package doc).
+	// TTY runs the entrypoint on a terminal: output comes as Stdout frames
+	// only (see the package doc).
 	TTY bool `json:"tty,omitempty"`
 	// Stdin keeps the container's stdin open and fed by Stdin frames;
 	// otherwise it is /dev/null.
