@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,12 +32,58 @@ func FromDir(ctx context.Context, dir, out string, opt Options) error {
 	if !st.IsDir() {
 		return fmt.Errorf("ext4: %s is not a directory", dir)
 	}
-	return build(ctx, out, opt, func(b *builder) error { return b.addDir(dir) })
+	return build(ctx, out, opt, func(b *builder) error { return b.addTree(dir, "") })
+}
+
+// Tree is a host file or directory that FromTrees places at Dest in the
+// image ("" or "/" is the image's root).
+type Tree struct {
+	// Source is the host path, Dest the slash-separated path in the image.
+	Source, Dest string
+}
+
+// FromTrees writes an ext4 image of several host trees laid over each other
+// in order, each read as FromDir reads a directory, with the semantics of
+// bind mounts: a later tree hides whatever earlier trees have at its Dest
+// and below (those entries are not written at all). Missing parents of a
+// Dest are created (mode 0755, owner root). The first tree is normally the
+// root file system (Dest "").
+func FromTrees(ctx context.Context, out string, opt Options, trees ...Tree) error {
+	for _, t := range trees {
+		if _, err := os.Lstat(t.Source); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+	}
+	return build(ctx, out, opt, func(b *builder) error {
+		for i, t := range trees {
+			var hidden []string
+			for _, later := range trees[i+1:] {
+				hidden = append(hidden, cleanName(later.Dest))
+			}
+			if err := b.addTree(t.Source, t.Dest, hidden...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// isHidden reports whether name (cleanName form) is at or below one of
+// hidden; "" hides everything.
+func isHidden(name string, hidden []string) bool {
+	for _, h := range hidden {
+		if h == "" || name == h || strings.HasPrefix(name, h+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 type devIno struct{ dev, ino uint64 }
 
-func (b *builder) addDir(root string) error {
+// addTree adds the tree at root (a directory or a single file) under dest,
+// leaving out the entries at or below the hidden names.
+func (b *builder) addTree(root, dest string, hidden ...string) error {
 	links := map[devIno]string{}
 	xbuf := make([]byte, 4096)
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -49,7 +97,13 @@ func (b *builder) addDir(root string) error {
 		if err != nil {
 			return fmt.Errorf("ext4: %w", err)
 		}
-		rel = filepath.ToSlash(rel)
+		rel = path.Join(dest, filepath.ToSlash(rel))
+		if len(hidden) > 0 && isHidden(cleanName(rel), hidden) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			return fmt.Errorf("ext4: %w", &os.PathError{Op: "lstat", Path: p, Err: err})
