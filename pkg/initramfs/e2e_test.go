@@ -24,10 +24,12 @@ const testProg = `package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
 	"syscall"
+	"unsafe"
 )
 
 func main() {
@@ -41,6 +43,28 @@ func main() {
 	case "exit":
 		n, _ := strconv.Atoi(os.Args[2])
 		os.Exit(n)
+	case "wait":
+		fmt.Println("waiting")
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(5)
+	case "tty":
+		var t [64]byte
+		_, _, e1 := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+		_, err := os.Open("/dev/tty")
+		var ws [4]uint16
+		syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+		fmt.Printf("isatty=%v ctty=%v size=%dx%d\n", e1 == 0, err == nil, ws[0], ws[1])
+		fmt.Fprintln(os.Stderr, "ready")
+		r := bufio.NewReader(os.Stdin)
+		for {
+			l, err := r.ReadString('\n')
+			if l != "" {
+				fmt.Printf("line %q\n", l)
+			}
+			if err != nil {
+				os.Exit(3)
+			}
+		}
 	case "kill9":
 		fmt.Println("dying")
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -62,7 +86,8 @@ func main() {
 
 // TestBootQEMU boots the Debian kernel with the vxn initramfs under plain
 // QEMU (TCG) and runs containers from an ext4 image: separate streamed
-// stdout/stderr, exact exit codes, env/cwd/user/hostname/resolv.conf.
+// stdout/stderr, exact exit codes, env/cwd/user/hostname/resolv.conf,
+// a terminal (-t) and exec sessions.
 func TestBootQEMU(t *testing.T) {
 	if os.Getenv("VXN_E2E") != "1" {
 		t.Skip("end-to-end QEMU boot: set VXN_E2E=1 to run")
@@ -125,6 +150,20 @@ func TestBootQEMU(t *testing.T) {
 			[]string{`args=["a b" "" "$X"]`, "id=1000:1000 groups=[10]", "cwd=/home/alice/work", "FOO=secret value",
 				"host=vxnbox", `resolv="nameserver 10.0.0.1\n"`, "write=open /written: permission denied", "proc=true"}, ""},
 		{"notfound", guestproto.Spec{Args: []string{"nosuch"}}, bootOpts{}, 127, nil, "vxn-init: exec: \"nosuch\": executable file not found in $PATH\n"},
+		// A terminal: output (stderr included) on stdout with CRLF, size
+		// from the Window frame sent before the spec, input through the pty.
+		{"tty", guestproto.Spec{Args: []string{"vt", "tty"}, TTY: true, Stdin: true},
+			bootOpts{window: &guestproto.Window{Rows: 30, Cols: 100}, onFrame: func(w *guestproto.Writer, f guestproto.Frame, _ io.Writer) {
+				if f.Type == guestproto.TypeStdout && strings.Contains(string(f.Payload), "ready") {
+					w.Stream(guestproto.TypeStdin).Write([]byte("hello\n"))
+					w.WriteFrame(guestproto.TypeStdinClose, nil)
+				}
+			}}, 3, []string{"isatty=true ctty=true size=30x100\r\n", "hello\r\n" /* echo */, `line "hello\n"` + "\r\n"}, ""},
+		{"exec", guestproto.Spec{Args: []string{"vt", "wait"}, Stdin: true}, bootOpts{onFrame: execScenario()}, 5,
+			[]string{"waiting\n", `exec 1: status 7 error "" stdout "" stderr ""`,
+				`exec 2: status 3 error "" stdout "isatty=true ctty=true size=7x9\r\n`, `line \"hi\\n\"\r\n" stderr ""`,
+				`exec 3: status 127 error "exec: \"nosuch\": executable file not found in $PATH"`,
+				`exec 4: status 0 error "" stdout "args=[]\nid=1000:1000 groups=[10]\ncwd=/tmp`}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,8 +172,8 @@ func TestBootQEMU(t *testing.T) {
 				t.Errorf("exit %d, want %d (stderr %q)", r.code, tc.code, r.stderr)
 			}
 			for _, w := range tc.stdout {
-				if !strings.Contains(r.stdout, w) {
-					t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+				if !strings.Contains(r.stdout+r.report, w) {
+					t.Errorf("stdout lacks %q:\n%s%s", w, r.stdout, r.report)
 				}
 			}
 			if r.stderr != tc.stderr {
@@ -147,6 +186,7 @@ func TestBootQEMU(t *testing.T) {
 type bootResult struct {
 	code           int
 	stdout, stderr string
+	report         string // from bootOpts.onFrame
 }
 
 // syncBuf is a Buffer safe for the demux goroutine and the test.
@@ -179,6 +219,68 @@ type bootOpts struct {
 	// instead of the console; a scratch disk (vdc) is attached when the
 	// spec names one.
 	specDisk bool
+	// window is sent before the spec.
+	window *guestproto.Window
+	// onFrame sees every frame after the spec was sent; it may answer,
+	// and what it writes to report is checked like stdout.
+	onFrame func(w *guestproto.Writer, f guestproto.Frame, report io.Writer)
+}
+
+// execScenario drives exec sessions beside a main process that waits for
+// stdin EOF: an exit status, a session on a terminal with input and a
+// window size, a program not found, another user and working directory.
+// Each session's end is reported as a line
+// "exec N: status S error E stdout O stderr R"; main's stdin is closed
+// when all have ended.
+func execScenario() func(w *guestproto.Writer, f guestproto.Frame, report io.Writer) {
+	out := map[uint32]*strings.Builder{}
+	ended, sent := 0, false
+	send := func(w *guestproto.Writer, es guestproto.ExecSpec) {
+		b, _ := es.Marshal()
+		w.WriteFrame(guestproto.TypeExec, b)
+	}
+	return func(w *guestproto.Writer, f guestproto.Frame, report io.Writer) {
+		switch f.Type {
+		case guestproto.TypeStdout:
+			if string(f.Payload) == "waiting\n" {
+				send(w, guestproto.ExecSpec{ID: 1, Args: []string{"vt", "exit", "7"}})
+				w.WriteFrame(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 7, Cols: 9, ID: 2}))
+				send(w, guestproto.ExecSpec{ID: 2, Args: []string{"vt", "tty"}, TTY: true, Stdin: true})
+				send(w, guestproto.ExecSpec{ID: 3, Args: []string{"nosuch"}})
+				send(w, guestproto.ExecSpec{ID: 4, Args: []string{"vt", "info"}, User: "alice", Cwd: "/tmp"})
+			}
+		case guestproto.TypeExecData:
+			d, err := guestproto.ParseExecData(f.Payload)
+			if err != nil {
+				return
+			}
+			k := d.ID*10 + uint32(d.Stream)
+			if out[k] == nil {
+				out[k] = &strings.Builder{}
+			}
+			out[k].Write(d.Data)
+			if d.ID == 2 && !sent && strings.Contains(out[k].String(), "ready") {
+				sent = true
+				w.WriteFrame(guestproto.TypeExecData, guestproto.AppendExecData(nil, guestproto.ExecData{ID: 2, Data: []byte("hi\n")}))
+				w.WriteFrame(guestproto.TypeExecData, guestproto.AppendExecData(nil, guestproto.ExecData{ID: 2}))
+			}
+		case guestproto.TypeExecExit:
+			e, err := guestproto.ParseExecExit(f.Payload)
+			if err != nil {
+				return
+			}
+			str := func(k uint32) string {
+				if out[k] == nil {
+					return ""
+				}
+				return out[k].String()
+			}
+			fmt.Fprintf(report, "exec %d: status %d error %q stdout %q stderr %q\n", e.ID, e.Status, e.Error, str(e.ID*10+1), str(e.ID*10+2))
+			if ended++; ended == 4 {
+				w.WriteFrame(guestproto.TypeStdinClose, nil)
+			}
+		}
+	}
 }
 
 func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.Spec, opt bootOpts) bootResult {
@@ -251,14 +353,20 @@ func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.S
 		}
 	}}
 	stderr := &syncBuf{}
-	var logs syncBuf
+	var logs, report syncBuf
 	d := &guestproto.Demuxer{Stdout: stdout, Stderr: stderr, Log: &logs,
 		OnFrame: func(f guestproto.Frame) error {
 			if f.Type == guestproto.TypeReady {
 				tReady = time.Since(start)
+				if opt.window != nil {
+					w.WriteFrame(guestproto.TypeWindow, guestproto.FormatWindow(*opt.window))
+				}
 				if !opt.specDisk {
 					return w.SendSpec(spec)
 				}
+			}
+			if opt.onFrame != nil {
+				opt.onFrame(w, f, &report)
 			}
 			return nil
 		}}
@@ -291,5 +399,5 @@ func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.S
 	if testing.Verbose() {
 		t.Logf("init log:\n%s", logs.String())
 	}
-	return bootResult{code, stdout.String(), stderr.String()}
+	return bootResult{code, stdout.String(), stderr.String(), report.String()}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxn-dev/vxn/internal/testutil"
+	"github.com/vxn-dev/vxn/pkg/debpkg"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -16,11 +16,14 @@ import (
 // cachedKernel returns the vmlinuz and lib/modules/<release> of a Debian
 // kernel package extracted by pkg/hostimage into .cache.
 func cachedKernel(t testing.TB) (vmlinuz, modDir string) {
-	root := testutil.RepoRoot(t)
-	k, _ := filepath.Glob(filepath.Join(root, ".cache/root/linux-image-*/boot/vmlinuz-*"))
-	m, _ := filepath.Glob(filepath.Join(root, ".cache/root/linux-image-*/lib/modules/*"))
+	cache, err := debpkg.DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := filepath.Glob(filepath.Join(cache, "root/linux-image-*/boot/vmlinuz-*"))
+	m, _ := filepath.Glob(filepath.Join(cache, "root/linux-image-*/lib/modules/*"))
 	if len(k) == 0 || len(m) == 0 {
-		t.Skipf("no extracted Debian kernel under %s (build the host image once: VXN_BUILD_IMAGE=1 go test ./pkg/hostimage)", filepath.Join(root, ".cache/root"))
+		t.Skipf("no extracted Debian kernel under %s (build the host image once: VXN_BUILD_IMAGE=1 go test ./pkg/hostimage)", filepath.Join(cache, "root"))
 	}
 	return k[0], m[0]
 }
