@@ -133,11 +133,17 @@ func setup() {
 		s.bootErr = fmt.Errorf("e2e enabled but %s is missing (Debian package qemu-system-x86): %v", m.QEMUBinary, err)
 		return
 	}
+	// The registry must be up before the build: the PopulateRootfs hook
+	// pushes the test images to it (engines_test.go).
+	if err := startRegistry(); err != nil {
+		s.bootErr = err
+		return
+	}
 	// One pipeline: the same build and bundling as `xenbundle build-image`.
 	t0 := time.Now()
 	res, err := refimage.Build(ctx, refimage.Options{
 		Host: hostimage.Options{Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit),
-			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: vxnPopulate},
+			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: populateAll, Engines: true},
 		Extra:        testGuests,
 		HostMemoryMB: *flagMemory,
 		Packages:     bundlePackages,

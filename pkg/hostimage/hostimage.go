@@ -25,10 +25,16 @@
 // xen-init-name/xen-init-list) starts everything in /etc/xen/auto at boot and
 // shuts it down from rcK at poweroff.
 //
-// Networking is not part of the image yet: there is no xen-netback or
-// bridge module, no iproute2/bridge setup (xenbr0) and the vif-bridge
-// hotplug script's dependencies are missing, so guests get no vif. Guest
-// configs therefore must not carry a vif line until that is added.
+// Networking: QEMU user-mode networking on a virtio NIC (the descriptor's
+// net_device; the build host is 10.0.2.2 from inside). Dom0 loads
+// virtio_net, bridge and xen-netback, creates the bridge xenbr0 with the NIC
+// enslaved and takes a DHCP lease on xenbr0 (10.0.2.15/24, gateway
+// 10.0.2.2, DNS 10.0.2.3), like Yocto's bridged Dom0. Guest configs with
+// `vif = ['bridge=xenbr0']` work: Debian's vif-bridge hotplug script runs
+// with bash, busybox ip/brctl and no iptables (its antispoofing rules are
+// skipped). QEMU's user network is NAT: guests on xenbr0 reach the outside
+// only if they get an address from it (slirp's DHCP serves several
+// clients), and nothing outside can connect in except through hostfwd.
 //
 // Guest kernel: Debian's kernel has xen-blkfront and ext4 as modules, so a
 // PV guest booting it needs `ramdisk =` pointing at the initramfs built
@@ -89,6 +95,9 @@ type Options struct {
 	// The systemd variant exists to measure the boot-time difference; it
 	// starts the same scripts from unit files.
 	Init string
+	// Engines adds the container engines to dom0 (containerd, Docker,
+	// Podman; see engines.go): about 250 MB more rootfs.
+	Engines bool
 	// SkipGuest skips the reference guest image.
 	SkipGuest bool
 	// Logf receives progress messages.
@@ -263,7 +272,7 @@ func (b *builder) fetch(ctx context.Context) error {
 	b.out.KernelVersion = strings.TrimPrefix(kpkg, "linux-image-")
 	names := []string{b.m.Hypervisor, kpkg}
 	seen := map[string]bool{}
-	for _, s := range append(append(append([]PackageSpec{}, b.m.Dom0Packages...), b.m.GuestPackages...), b.systemdPkgs()...) {
+	for _, s := range append(append(append([]PackageSpec{}, b.m.Dom0Packages...), b.m.GuestPackages...), append(b.systemdPkgs(), b.enginePkgs()...)...) {
 		if !seen[s.Name] {
 			seen[s.Name] = true
 			names = append(names, s.Name)
@@ -305,6 +314,53 @@ func (b *builder) fetch(ctx context.Context) error {
 func (b *builder) systemdPkgs() []PackageSpec {
 	if b.opts.Init == "systemd" {
 		return b.m.SystemdPackages
+	}
+	return nil
+}
+
+func (b *builder) enginePkgs() []PackageSpec {
+	if b.opts.Engines {
+		return b.m.EnginePackages
+	}
+	return nil
+}
+
+func (b *builder) dom0Modules() []string {
+	mods := append([]string{}, b.m.Dom0Modules...)
+	if b.opts.Engines {
+		mods = append(mods, b.m.EngineModules...)
+	}
+	return mods
+}
+
+// installEngines adds the container engines, their configuration and
+// their start script to the dom0 rootfs.
+func (b *builder) installEngines(root string) error {
+	for _, s := range b.m.EnginePackages {
+		if err := installTree(b.trees[s.Name], root, s.Keep, s.Drop); err != nil {
+			return fmt.Errorf("install %s: %w", s.Name, err)
+		}
+	}
+	for rel, content := range engineFiles {
+		if err := writeFile(root, rel, content, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(root, "etc/init.d/engines", enginesScript, 0o755); err != nil {
+		return err
+	}
+	for _, l := range [][2]string{
+		{"etc/rcS.d/S40engines", "../init.d/engines"},
+		{"etc/rc0.d/K05engines", "../init.d/engines"},
+	} {
+		if err := symlink(root, l[0], l[1]); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"var/lib/containerd", "var/lib/docker", "var/lib/containers/storage", "etc/cni/net.d"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -426,12 +482,13 @@ func (b *builder) installBase(root, tag string) error {
 	if err := makeUsrLinks(root); err != nil {
 		return err
 	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "root", "mnt", "etc/rcS.d", "etc/rc0.d", "var/log", "var/lib"} {
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "root", "mnt", "etc/rcS.d", "etc/rc0.d", "var/log", "var/lib", "var/tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}
 	}
 	os.Chmod(filepath.Join(root, "tmp"), 0o1777)
+	os.Chmod(filepath.Join(root, "var/tmp"), 0o1777)
 	files := []struct {
 		rel, content string
 		perm         os.FileMode
@@ -483,11 +540,11 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 	}
 	// Modules: the dom0 set plus the initramfs set (so dom0 can modprobe
 	// them too), with a modules.dep of our own and depmod when available.
-	set, err := ResolveModules(b.modDir(), append(append([]string{}, b.m.InitramfsModules...), b.m.Dom0Modules...))
+	set, err := ResolveModules(b.modDir(), append(append([]string{}, b.m.InitramfsModules...), b.dom0Modules()...))
 	if err != nil {
 		return err
 	}
-	dom0Set, err := ResolveModules(b.modDir(), b.m.Dom0Modules)
+	dom0Set, err := ResolveModules(b.modDir(), b.dom0Modules())
 	if err != nil {
 		return err
 	}
@@ -523,6 +580,9 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 		{"etc/init.d/xen-toolstack", fmt.Sprintf(xenToolstack, b.m.XenLibDir), 0o755},
 		{"etc/init.d/xendomains-boot", fmt.Sprintf(xendomainsWrap, b.m.XenLibDir), 0o755},
 		{"etc/default/xendomains", defaultXendomains, 0o644},
+		{"etc/init.d/network", dom0Network, 0o755},
+		{"etc/udhcpc.script", udhcpcScript, 0o755},
+		{"etc/resolv.conf", "", 0o644},
 	}
 	for _, f := range files {
 		if err := writeFile(root, f.rel, f.content, f.perm); err != nil {
@@ -531,6 +591,7 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 	}
 	for _, l := range [][2]string{
 		{"etc/rcS.d/S20xen-toolstack", "../init.d/xen-toolstack"},
+		{"etc/rcS.d/S25network", "../init.d/network"},
 		{"etc/rcS.d/S30xendomains", "../init.d/xendomains-boot"},
 		{"etc/rc0.d/K10xendomains", "../init.d/xendomains-boot"},
 		{"etc/rc0.d/K20xen-toolstack", "../init.d/xen-toolstack"},
@@ -541,6 +602,11 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 	}
 	for _, d := range []string{"etc/xen/auto", "var/lib/xen/images", "var/lib/xen/save", "var/log/xen/console", "var/lib/xenstored"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if b.opts.Engines {
+		if err := b.installEngines(root); err != nil {
 			return err
 		}
 	}
@@ -615,7 +681,7 @@ func (b *builder) descriptor() error {
 		Kernel:      rel(b.out.Kernel),
 		Dom0Cmdline: strings.Join(strings.Fields(fmt.Sprintf("console=%s %s root=%s rw", m.Dom0Console, m.Dom0CmdlineExtra, m.RootDev)), " "),
 		Initrd:      rel(b.out.Initramfs), RootDisk: rel(b.out.Rootfs), RootDiskFormat: "raw",
-		DiskInterface: m.DiskInterface, ExtraArgs: m.ExtraArgs, LoginUser: "root",
+		DiskInterface: m.DiskInterface, NetDevice: m.NetDevice, ExtraArgs: m.ExtraArgs, LoginUser: "root",
 		Markers: b.markers(),
 		Files: map[string]string{
 			"hypervisor": rel(b.out.Hypervisor), "kernel": rel(b.out.Kernel), "vmlinux": rel(b.out.Vmlinux),

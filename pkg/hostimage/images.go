@@ -49,7 +49,7 @@ func MakeExt4(ctx context.Context, dir, img, label string, extraMB int64) error 
 		return err
 	}
 	f.Close()
-	inodes := entries*2 + 4096
+	inodes := entries*2 + 4096 + extraMB*16 // free space gets one inode per 64 KiB
 	return run(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-N", fmt.Sprint(inodes), "-L", label,
 		"-E", "root_owner=0:0", "-d", dir, img)
 }

@@ -39,13 +39,21 @@ type Machine struct {
 	Dom0Packages []PackageSpec
 	// SystemdPackages are added to dom0 for Options.Init == "systemd".
 	SystemdPackages []PackageSpec
+	// EnginePackages and EngineModules are added to dom0 for
+	// Options.Engines (containerd, Docker, Podman).
+	EnginePackages []PackageSpec
+	EngineModules  []string
 	// GuestPackages are extracted into the reference guest rootfs.
 	GuestPackages []PackageSpec
 	// InitramfsModules are loaded by the shared initramfs (disk + ext4 for
 	// dom0 and guests), in this order, after their dependencies.
 	InitramfsModules []string
-	// Dom0Modules are loaded in dom0 by the rootfs init scripts.
+	// Dom0Modules are loaded in dom0 by the rootfs init scripts (disk,
+	// loop, ext4, and the network: NIC driver, bridge, xen-netback).
 	Dom0Modules []string
+	// NetDevice is the QEMU model of dom0's NIC (user-mode networking);
+	// empty means no network.
+	NetDevice string
 	// Busybox is the path of the static busybox inside busybox-static.
 	Busybox string
 
@@ -111,12 +119,14 @@ var Machines = map[string]*Machine{
 		Hypervisor: "xen-hypervisor-4.17-amd64", HypervisorFile: "boot/xen-4.17-amd64.gz",
 		XenLibDir:  "usr/lib/xen-4.17",
 		KernelMeta: "linux-image-amd64", KernelImage: "vmlinuz",
-		Dom0Packages:     append([]PackageSpec{xenUtils}, commonDom0...),
-		GuestPackages:    []PackageSpec{{Name: "busybox-static"}},
-		SystemdPackages:  systemdDom0,
+		Dom0Packages:    append([]PackageSpec{xenUtils}, commonDom0...),
+		GuestPackages:   []PackageSpec{{Name: "busybox-static"}},
+		SystemdPackages: systemdDom0,
+		EnginePackages:  enginePackages, EngineModules: engineModules,
 		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
 		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
-			"xen-blkback", "loop", "crc32c_generic", "ext4"},
+			"xen-blkback", "loop", "crc32c_generic", "ext4", "virtio_net", "bridge", "xen-netback"},
+		NetDevice:  "virtio-net-pci",
 		Busybox:    "bin/busybox",
 		QEMUBinary: "qemu-system-x86_64", QEMUArch: "x86_64",
 		CPUTCG: "qemu64,+npt,+rdrand", CPUKVM: "host",
@@ -131,11 +141,13 @@ var Machines = map[string]*Machine{
 		Hypervisor: "xen-hypervisor-4.17-arm64", HypervisorFile: "boot/xen-4.17-arm64",
 		XenLibDir:  "usr/lib/xen-4.17",
 		KernelMeta: "linux-image-arm64", KernelImage: "vmlinuz",
-		Dom0Packages:     append([]PackageSpec{xenUtils}, commonDom0...),
-		GuestPackages:    []PackageSpec{{Name: "busybox-static"}},
+		Dom0Packages:   append([]PackageSpec{xenUtils}, commonDom0...),
+		GuestPackages:  []PackageSpec{{Name: "busybox-static"}},
+		EnginePackages: enginePackages, EngineModules: engineModules,
 		InitramfsModules: []string{"virtio_pci", "virtio_blk", "xen-blkfront", "crc32c_generic", "ext4"},
 		Dom0Modules: []string{"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
-			"xen-blkback", "loop", "crc32c_generic", "ext4"},
+			"xen-blkback", "loop", "crc32c_generic", "ext4", "virtio_net", "bridge", "xen-netback"},
+		NetDevice:  "virtio-net-pci",
 		Busybox:    "bin/busybox",
 		QEMUBinary: "qemu-system-aarch64", QEMUArch: "aarch64", QEMUMachine: "virt,gic-version=3,virtualization=on",
 		CPUTCG: "cortex-a57", CPUKVM: "host",

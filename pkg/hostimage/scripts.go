@@ -209,3 +209,66 @@ Restart=always
 WantedBy=multi-user.target
 `,
 }
+
+// dom0Network brings up dom0's network the way Yocto's bridged Xen image
+// does: the bridge xenbr0 with eth0 (QEMU user-mode networking) enslaved
+// and the address on the bridge, so that guest vifs (`vif =
+// ['bridge=xenbr0']`, Xen's vif-bridge hotplug script with busybox's ip and
+// brctl) share dom0's link. The address comes from DHCP (QEMU's user-mode
+// network answers with 10.0.2.15/24, gateway 10.0.2.2 = the build host,
+// DNS 10.0.2.3); without a DHCP answer dom0 stays reachable only locally.
+const dom0Network = `#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+case "$1" in
+start)
+	ip link set lo up
+	nic=""
+	for d in /sys/class/net/*; do
+		n=${d##*/}
+		case "$n" in lo|xenbr*|vif*|docker*|br-*) continue ;; esac
+		[ -e "$d/device" ] && { nic=$n; break; }
+	done
+	if [ -z "$nic" ]; then
+		echo "vxn-dom0: network: no network interface"
+		exit 0
+	fi
+	if [ ! -e /sys/class/net/xenbr0 ]; then
+		brctl addbr xenbr0
+		brctl stp xenbr0 off
+		brctl setfd xenbr0 0
+	fi
+	ip link set "$nic" up
+	brctl addif xenbr0 "$nic"
+	ip link set xenbr0 up
+	if udhcpc -i xenbr0 -s /etc/udhcpc.script -n -q -f -t 5 -T 1 -A 1 >/dev/null 2>&1; then
+		echo "vxn-dom0: network xenbr0 $(ip -4 addr show dev xenbr0 | awk '/inet /{print $2; exit}') via $nic"
+	else
+		echo "vxn-dom0: network: no DHCP answer on xenbr0 ($nic)"
+	fi
+	;;
+stop)
+	;;
+esac
+`
+
+// udhcpcScript configures the lease busybox udhcpc obtained.
+const udhcpcScript = `#!/bin/sh
+case "$1" in
+deconfig)
+	ip -4 addr flush dev "$interface"
+	;;
+bound|renew)
+	ip -4 addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	if [ -n "$router" ]; then
+		ip route del default 2>/dev/null
+		for r in $router; do ip route add default via "$r" dev "$interface" && break; done
+	fi
+	: > /etc/resolv.conf.new
+	[ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf.new
+	for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf.new; done
+	mv /etc/resolv.conf.new /etc/resolv.conf
+	;;
+esac
+exit 0
+`

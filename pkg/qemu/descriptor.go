@@ -61,6 +61,10 @@ type Descriptor struct {
 	RootDiskFormat string `json:"root_disk_format,omitempty"`
 	// DiskInterface is the QEMU drive interface for disks (default "virtio").
 	DiskInterface string `json:"disk_interface,omitempty"`
+	// NetDevice is the QEMU network device model of dom0's NIC, e.g.
+	// "virtio-net-pci"; it is attached to QEMU user-mode networking
+	// (10.0.2.0/24, the host is 10.0.2.2). Empty means no network.
+	NetDevice string `json:"net_device,omitempty"`
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string `json:"extra_args,omitempty"`
 	// LoginUser is sent when a "login:" prompt appears ("" = no login).
@@ -103,6 +107,9 @@ func (d *Descriptor) Validate() error {
 	}
 	if d.MemoryMB < 0 || d.SMP < 0 {
 		return fmt.Errorf("descriptor: negative memory_mb or smp")
+	}
+	if strings.ContainsAny(d.NetDevice, ", ") {
+		return fmt.Errorf("descriptor: net_device %q: want a QEMU device model name such as virtio-net-pci (no commas or spaces)", d.NetDevice)
 	}
 	for _, f := range []string{d.Hypervisor, d.Kernel, d.Initrd, d.RootDisk} {
 		if strings.Contains(f, "..") {

@@ -40,6 +40,11 @@ type Options struct {
 	DataDisks []string
 	// Snapshot discards writes to disks (-snapshot).
 	Snapshot bool
+	// NoNetwork leaves out the descriptor's network device.
+	NoNetwork bool
+	// HostForwards are QEMU user-net hostfwd rules for dom0's NIC, e.g.
+	// "tcp:127.0.0.1:2222-:22" (ignored without a network device).
+	HostForwards []string
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 	// BootTimeout is the KVM boot timeout (default 120 s); under TCG it is
@@ -156,6 +161,16 @@ func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
 	}
 	for _, dd := range o.DataDisks {
 		a = append(a, "-drive", "file="+dd+",format=raw,if="+iface)
+	}
+	if d.NetDevice != "" && !o.NoNetwork {
+		netdev := "user,id=net0"
+		for _, f := range o.HostForwards {
+			if strings.ContainsAny(f, ", ") {
+				return nil, fmt.Errorf("host forward %q: want PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT without commas or spaces", f)
+			}
+			netdev += ",hostfwd=" + f
+		}
+		a = append(a, "-netdev", netdev, "-device", d.NetDevice+",netdev=net0")
 	}
 	if o.Snapshot {
 		a = append(a, "-snapshot")

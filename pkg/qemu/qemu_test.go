@@ -43,6 +43,19 @@ func TestArgs(t *testing.T) {
 				"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
 				"-drive", "file=/tmp/r.ext4,format=raw,if=virtio", "-drive", "file=/tmp/d.img,format=raw,if=virtio",
 				"-snapshot", "-x"}},
+		{"user net", func(d *Descriptor) { d.NetDevice = "virtio-net-pci" }, Options{HostForwards: []string{"tcp:127.0.0.1:2222-:22"}}, false, []string{
+			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
+			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
+			"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
+			"-drive", "file=/img/root.ext4,format=raw,if=virtio",
+			"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"}},
+		{"no network", func(d *Descriptor) { d.NetDevice = "virtio-net-pci" }, Options{NoNetwork: true}, false, []string{
+			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
+			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
+			"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
+			"-drive", "file=/img/root.ext4,format=raw,if=virtio"}},
 		{"guest-loader", func(d *Descriptor) { d.BootMethod = BootGuestLoader; d.RootDisk = "" }, Options{}, false, []string{
 			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
 			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
@@ -89,6 +102,7 @@ func TestParseDescriptor(t *testing.T) {
 		{`{"machine":"m","qemu_binary":"q","boot_method":"uefi","hypervisor":"x","kernel":"k","cpu_tcg":"c"}`, "boot_method \"uefi\""},
 		{`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"x","kernel":"k","cpu_tcg":"c","dom0_cmdline":"a,b"}`, "must not contain ','"},
 		{`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"../x","kernel":"k","cpu_tcg":"c"}`, "inside the image directory"},
+		{`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"x","kernel":"k","cpu_tcg":"c","net_device":"e1000,x=1"}`, "net_device"},
 	}
 	for _, b := range bad {
 		if _, err := ParseDescriptor([]byte(b.in), "d.json"); err == nil || !strings.Contains(err.Error(), b.want) {

@@ -43,7 +43,8 @@ The output directory holds the hypervisor, dom0 kernel, initramfs, root
 filesystem, a deploy/ directory laid out like Yocto's DEPLOY_DIR_IMAGE, and
 the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
 		Example: `  xenbundle build-image
-  xenbundle build-image --conf my-guests.conf --out out/images/qemux86-64`,
+  xenbundle build-image --conf my-guests.conf --out out/images/qemux86-64
+  xenbundle build-image --engines --out out/images/engines`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if outDir == "" {
@@ -98,6 +99,7 @@ the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
 	f.StringArrayVar(&guests, "guest", nil, "add a guest entry name[:autostart][:external] (repeatable)")
 	f.IntVar(&opts.Host.Dom0MemMB, "dom0-memory", 512, "dom0_mem in MB")
 	f.StringVar(&opts.Host.Init, "init", "busybox", "dom0 init: busybox (default) or systemd")
+	f.BoolVar(&opts.Host.Engines, "engines", false, "add the container engines to dom0 (containerd, Docker, Podman; about 250 MB)")
 	f.BoolVar(&opts.Host.NoAptUpdate, "no-apt-update", false, "never run apt-get update (use the local package indexes)")
 	return cmd
 }
@@ -154,6 +156,8 @@ timings; the exit status is 0 only if every command succeeded. Without
 	f.StringArrayVar(&o.DataDisks, "data-disk", nil, "extra raw disk image for passing files in and out (repeatable; /dev/vdb, ...)")
 	f.StringArrayVar(&o.ExtraArgs, "qemu-args", nil, "extra QEMU arguments (repeatable)")
 	f.BoolVar(&o.Snapshot, "snapshot", false, "discard writes to the disks")
+	f.BoolVar(&o.NoNetwork, "no-network", false, "no NIC for dom0 (default: QEMU user-mode networking, the host is 10.0.2.2)")
+	f.StringArrayVar(&o.HostForwards, "hostfwd", nil, "QEMU user-net forward to dom0, e.g. tcp:127.0.0.1:2222-:22 (repeatable)")
 	f.StringVar(&o.LogFile, "log", "", "write the timestamped serial console to this file")
 	f.StringArrayVar(&runs, "run", nil, "command to run in dom0 (repeatable); non-interactive mode")
 	f.BoolVar(&interactive, "interactive", false, "serial console on stdio")
