@@ -325,6 +325,15 @@ func TestSpec(t *testing.T) {
 		{`{"args":["x"],"env":["NOEQUALS"]}`, "not KEY=VALUE"},
 		{`{"args":["x"],"env":["=v"]}`, "not KEY=VALUE"},
 		{`{"args":`, "job spec"},
+		{`{"args":["x"],"net":{"address":"10.0.2.15"}}`, "net.address"},
+		{`{"args":["x"],"net":{"address":"fe80::1/64"}}`, "net.address"},
+		{`{"args":["x"],"net":{"address":"10.0.2.15/24","gateway":"x"}}`, "net.gateway"},
+		{`{"args":["x"],"net":{"address":"10.0.2.15/24","dns":["1.1.1.1","nope"]}}`, "net.dns[1]"},
+		{`{"args":["x"],"net":{"interface":"a/b","address":"10.0.2.15/24"}}`, "net.interface"},
+	}
+	good := `{"args":["x"],"net":{"address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3","2001:db8::1"]}}`
+	if s, err := ParseSpec([]byte(good)); err != nil || s.Net == nil || s.Net.Gateway != "10.0.2.2" || len(s.Net.DNS) != 2 {
+		t.Errorf("net spec: %+v %v", s, err)
 	}
 	for _, tc := range bad {
 		if _, err := ParseSpec([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -58,6 +59,26 @@ func FuzzReader(f *testing.F) {
 		}
 		if len(in) <= MaxPayload && (last.Type != TypeStdout || !bytes.Equal(last.Payload, in)) {
 			t.Fatalf("trailing frame lost after noise")
+		}
+	})
+}
+
+// FuzzParseSpec: any payload either fails with an error naming the job
+// spec, or gives a spec that validates and marshals again.
+func FuzzParseSpec(f *testing.F) {
+	f.Add([]byte(`{"args":["x"],"env":["A=1"],"net":{"address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3"]}}`))
+	f.Add([]byte(`{"args":["x"],"net":{"address":"::1/0"}}`))
+	f.Add([]byte(`{"args":[""],"net":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseSpec(b)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "job spec") {
+				t.Fatalf("error does not name the job spec: %v", err)
+			}
+			return
+		}
+		if _, err := s.Marshal(); err != nil && len(b) < MaxPayload/2 {
+			t.Fatalf("valid spec does not marshal: %v", err)
 		}
 	})
 }

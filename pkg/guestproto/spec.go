@@ -3,6 +3,8 @@ package guestproto
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"strings"
 )
 
 // Spec is the job vxn-init runs: everything Dom0 decided about the
@@ -24,6 +26,9 @@ type Spec struct {
 	Hostname string `json:"hostname,omitempty"`
 	// ResolvConf, when non-empty, is written to /etc/resolv.conf.
 	ResolvConf string `json:"resolv_conf,omitempty"`
+	// Net configures the guest's network interface (the vif of
+	// --network bridge); nil leaves only the loopback.
+	Net *Net `json:"net,omitempty"`
 	// TTY runs the entrypoint on a terminal: output comes as Stdout frames
 	// only (see the package doc).
 	TTY bool `json:"tty,omitempty"`
@@ -43,10 +48,53 @@ type Spec struct {
 	TmpfsSize string `json:"tmpfs_size,omitempty"`
 }
 
+// Net is a static IPv4 configuration of one guest interface, applied by
+// vxn-init before the entrypoint starts.
+type Net struct {
+	// Interface is the interface name; default "eth0" (the first vif).
+	Interface string `json:"interface,omitempty"`
+	// Address is the interface's address with its prefix length
+	// ("10.0.2.15/24").
+	Address string `json:"address"`
+	// Gateway, when set, becomes the default route.
+	Gateway string `json:"gateway,omitempty"`
+	// DNS are name servers; when set and ResolvConf is empty, vxn-init
+	// writes them to /etc/resolv.conf.
+	DNS []string `json:"dns,omitempty"`
+}
+
+// Validate checks the addresses (IPv4 only).
+func (n *Net) Validate() error {
+	if len(n.Interface) > 15 || strings.ContainsAny(n.Interface, "/ \x00") {
+		return fmt.Errorf("job spec: net.interface %q: want an interface name of at most 15 characters", n.Interface)
+	}
+	p, err := netip.ParsePrefix(n.Address)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("job spec: net.address %q: want an IPv4 address with prefix length, like 10.0.2.15/24", n.Address)
+	}
+	if n.Gateway != "" {
+		g, err := netip.ParseAddr(n.Gateway)
+		if err != nil || !g.Is4() {
+			return fmt.Errorf("job spec: net.gateway %q: want an IPv4 address", n.Gateway)
+		}
+	}
+	for i, d := range n.DNS {
+		if a, err := netip.ParseAddr(d); err != nil || a.Zone() != "" {
+			return fmt.Errorf("job spec: net.dns[%d] %q: want an IP address", i, d)
+		}
+	}
+	return nil
+}
+
 // Validate checks what vxn-init cannot work without.
 func (s *Spec) Validate() error {
 	if len(s.Args) == 0 || s.Args[0] == "" {
 		return fmt.Errorf("job spec: empty argv (no entrypoint and no command)")
+	}
+	if s.Net != nil {
+		if err := s.Net.Validate(); err != nil {
+			return err
+		}
 	}
 	for i, e := range s.Env {
 		if e == "" || e[0] == '=' || !containsByte(e, '=') {
