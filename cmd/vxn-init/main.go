@@ -14,7 +14,9 @@
 //     values never appear on a kernel command line;
 //  5. mounts the image disk read-only, a writable layer (tmpfs, or the
 //     scratch disk) and an overlay of both, then proc, sys, dev, devpts and
-//     /dev/shm inside it; sets the hostname; writes /etc/resolv.conf;
+//     /dev/shm inside it; sets the hostname; brings the loopback up and
+//     configures the vif (Spec.Net: address, default route, name servers);
+//     writes /etc/resolv.conf;
 //  6. resolves the user through the container's /etc/passwd and /etc/group,
 //     builds the environment (docker's PATH/HOME/HOSTNAME defaults), finds
 //     argv[0] in the container's PATH, creates the working directory;
@@ -230,8 +232,15 @@ func (g *guest) main() int {
 			return g.fatal(fmt.Errorf("sethostname: %w", err))
 		}
 	}
-	if spec.ResolvConf != "" {
-		if err := writeResolvConf(root, spec.ResolvConf); err != nil {
+	if err := setupNet(spec.Net, 10*time.Second); err != nil {
+		return g.fatal(err)
+	}
+	resolv := spec.ResolvConf
+	if resolv == "" && spec.Net != nil && len(spec.Net.DNS) > 0 {
+		resolv = resolvConf(spec.Net.DNS)
+	}
+	if resolv != "" {
+		if err := writeResolvConf(root, resolv); err != nil {
 			return g.fatal(fmt.Errorf("writing /etc/resolv.conf: %w", err))
 		}
 	}

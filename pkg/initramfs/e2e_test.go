@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +26,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -43,6 +46,22 @@ func main() {
 	case "exit":
 		n, _ := strconv.Atoi(os.Args[2])
 		os.Exit(n)
+	case "net":
+		route, _ := os.ReadFile("/proc/net/route")
+		for _, l := range strings.Split(string(route), "\n")[1:] {
+			if f := strings.Fields(l); len(f) > 2 && f[1] == "00000000" {
+				fmt.Printf("default via %s dev %s\n", f[2], f[0])
+			}
+		}
+		rc, _ := os.ReadFile("/etc/resolv.conf")
+		fmt.Printf("resolv=%q\n", rc)
+		c, err := net.Dial("tcp", os.Args[2])
+		if err != nil {
+			fmt.Println("dial:", err)
+			os.Exit(1)
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Printf("got %q\n", line)
 	case "wait":
 		fmt.Println("waiting")
 		io.Copy(io.Discard, os.Stdin)
@@ -87,7 +106,7 @@ func main() {
 // TestBootQEMU boots the Debian kernel with the vxn initramfs under plain
 // QEMU (TCG) and runs containers from an ext4 image: separate streamed
 // stdout/stderr, exact exit codes, env/cwd/user/hostname/resolv.conf,
-// a terminal (-t) and exec sessions.
+// a terminal (-t), exec sessions and the network.
 func TestBootQEMU(t *testing.T) {
 	if os.Getenv("VXN_E2E") != "1" {
 		t.Skip("end-to-end QEMU boot: set VXN_E2E=1 to run")
@@ -131,6 +150,23 @@ func TestBootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "hello from the host\n")
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+
 	tests := []struct {
 		name   string
 		spec   guestproto.Spec
@@ -159,6 +195,12 @@ func TestBootQEMU(t *testing.T) {
 					w.WriteFrame(guestproto.TypeStdinClose, nil)
 				}
 			}}, 3, []string{"isatty=true ctty=true size=30x100\r\n", "hello\r\n" /* echo */, `line "hello\n"` + "\r\n"}, ""},
+		// Network: virtio-net on QEMU's user network, configured from
+		// Spec.Net; the program dials a listener of this test through the
+		// gateway (QEMU forwards 10.0.2.2 to the host's loopback).
+		{"net", guestproto.Spec{Args: []string{"vt", "net", "10.0.2.2:" + port},
+			Net: &guestproto.Net{Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}}, bootOpts{net: true}, 0,
+			[]string{"default via 0202000A dev eth0\n", `resolv="nameserver 10.0.2.3\n"`, `got "hello from the host\n"`}, ""},
 		{"exec", guestproto.Spec{Args: []string{"vt", "wait"}, Stdin: true}, bootOpts{onFrame: execScenario()}, 5,
 			[]string{"waiting\n", `exec 1: status 7 error "" stdout "" stderr ""`,
 				`exec 2: status 3 error "" stdout "isatty=true ctty=true size=7x9\r\n`, `line \"hi\\n\"\r\n" stderr ""`,
@@ -219,6 +261,8 @@ type bootOpts struct {
 	// instead of the console; a scratch disk (vdc) is attached when the
 	// spec names one.
 	specDisk bool
+	// net adds a virtio-net NIC on QEMU's user network.
+	net bool
 	// window is sent before the spec.
 	window *guestproto.Window
 	// onFrame sees every frame after the spec was sent; it may answer,
@@ -324,6 +368,9 @@ func bootOnce(t *testing.T, qemu, kernel, initrd, img string, spec *guestproto.S
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", appendLine,
 		"-drive", "file=" + img + ",if=virtio,format=raw,readonly=on"}
+	if opt.net {
+		extra = append(extra, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
+	}
 	cmd := exec.Command(qemu, append(args, extra...)...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
