@@ -427,7 +427,16 @@ func (r *Runtime) start(ctx context.Context, fs *flagSet) (int, error) {
 	default:
 		return 0, fmt.Errorf("cannot start a container in the %s state", st)
 	}
-	return 0, c.Start(ctx)
+	if err := c.Start(ctx); err != nil {
+		// A process that exits at once may end the monitor before it
+		// answers; it did start.
+		if st := c.State(); st.Started {
+			r.log.debugf("container %s: start: %v (the process started and already exited)", id, err)
+			return 0, nil
+		}
+		return 0, err
+	}
+	return 0, nil
 }
 
 // State is the JSON `state` prints: the runtime spec's State plus runc's

@@ -121,3 +121,49 @@ func FuzzOverlayOptions(f *testing.F) {
 		unescapeMount(mp)
 	})
 }
+
+// busyboxRootfs lays out a busybox image's tree (the binary and a hard link
+// per applet, as docker.io/library/busybox has) from the host's busybox.
+func busyboxRootfs(tb testing.TB) string {
+	tb.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		tb.Skip("busybox not installed: no busybox rootfs to convert")
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		tb.Skipf("busybox --list: %v", err)
+	}
+	root := filepath.Join(tb.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp", "root", "var/spool/mail", "home", "usr/sbin"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	main := filepath.Join(root, "bin", "busybox")
+	if err := os.WriteFile(main, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a != "busybox" {
+			os.Link(main, filepath.Join(root, "bin", a))
+		}
+	}
+	write(tb, filepath.Join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+	return root
+}
+
+// TestBusyboxDiskTime measures the per-container conversion of a busybox
+// rootfs (the create-time cost of bundles that cannot use the cache).
+func TestBusyboxDiskTime(t *testing.T) {
+	root := busyboxRootfs(t)
+	out := filepath.Join(t.TempDir(), "bb.ext4")
+	res, err := BuildDisk(context.Background(), DiskRequest{RootFS: root, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(out)
+	t.Logf("busybox rootfs -> %s in %v (%d MiB apparent)", out, res.Took, fi.Size()>>20)
+}

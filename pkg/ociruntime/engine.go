@@ -66,6 +66,9 @@ type ContainerState struct {
 	PID int
 	// Created is when the container was created.
 	Created time.Time
+	// Started reports that the process was started (it may have exited
+	// since).
+	Started bool
 }
 
 // Container is one existing container.
