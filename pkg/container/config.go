@@ -42,8 +42,10 @@ type DomainConfig struct {
 // RenderConfig writes the xl config of a container guest with
 // xlcfg.Generate. Disks use the keyed form with the target last, so paths
 // with commas are fine; the image disk is read-only, so any number of guests
-// share it. on_poweroff, on_reboot and on_crash are all "destroy": the
-// domain disappears by itself once vxn-init powers off.
+// share it. on_poweroff is "preserve": the powered-off domain (and its
+// xenstore keys, where vxn-init wrote its exit status) stays until vxn
+// destroys it, so the exit status survives a lost Exit frame; on_reboot and
+// on_crash are "destroy".
 func RenderConfig(c DomainConfig) ([]byte, error) {
 	typ := c.Type
 	if typ == "" {
@@ -61,7 +63,7 @@ func RenderConfig(c DomainConfig) ([]byte, error) {
 	d := xlcfg.Domain{
 		Name: c.Name, Type: typ, Memory: c.MemoryMB, VCPUs: c.VCPUs,
 		Kernel: c.Kernel, Ramdisk: c.Initramfs, Extra: KernelCmdline,
-		OnPoweroff: "destroy", OnReboot: "destroy", OnCrash: "destroy",
+		OnPoweroff: "preserve", OnReboot: "destroy", OnCrash: "destroy",
 	}
 	s, err := disk("xvda", "ro", c.ImageDisk)
 	if err != nil {

@@ -1,42 +1,60 @@
-// Package container runs one OCI container as a Xen guest on Dom0: the
-// lifecycle behind `vxn run`.
+// Package container runs OCI containers as Xen guests on Dom0: the
+// lifecycle behind `vxn run`, the other vxn verbs and the OCI runtime.
 //
-// Run creates the container's state directory under a runtime directory
-// (DefaultRuntimeDir; 0700, locked with flock while vxn runs it), renders the
-// xl config (RenderConfig), checks Xen's free memory (CheckMemory), creates
-// the domain paused, attaches its console, unpauses it, waits for vxn-init's
-// Ready frame, sends the job Spec over the console, then streams the
-// container's stdout and stderr to the caller while it runs, forwards stdin
-// and signals, and returns the guest's exact exit status. Whatever happens
-// (success, failure, cancellation, a second Ctrl-C), the domain is destroyed
-// and the state directory removed before Run returns; if vxn itself is
-// killed, Reap, run at the start of the next vxn, does it.
+// # Monitors
+//
+// Every container has one monitor, the only code that talks to the
+// toolstack about it. The monitor creates the container's state directory
+// under a runtime directory (DefaultRuntimeDir; 0700, locked with flock
+// while the monitor lives), renders the xl config (RenderConfig), checks
+// Xen's free memory (CheckMemory) while it prepares, creates the domain
+// paused, attaches its console, unpauses it, waits for vxn-init's Ready
+// frame, sends the job Spec over the console (at once, or on Handle.Start
+// with SpawnOptions.Hold), then streams the container's stdout and stderr
+// while it runs, forwards stdin, signals and window sizes, runs exec
+// sessions, and records the exact exit status. Whatever happens (success,
+// failure, cancellation, a second Ctrl-C), the domain is destroyed and the
+// state directory removed (or, with Keep, marked stopped) before the
+// monitor ends; if a monitor is killed, Reap, run at the start of the next
+// vxn, cleans up.
+//
+// A monitor runs either in the caller's process (Run: foreground `vxn
+// run`, whose output goes straight to the caller's writers) or in a
+// process of its own (Spawn: `vxn run -d` and the OCI runtime; a re-exec of
+// the binary with MonitorArg that outlives its caller). Both serve the same
+// control socket (RuntimeDir/<ID>/ctl.sock), so Handle operations — Start,
+// Kill, Pause, Resume, Exec, Delete — work on foreground and detached
+// containers alike; foreground run keeps the container in-process because
+// that is the fastest path and keeps its output unbuffered.
+//
+// # Exit status
+//
+// The exit status comes in the guest's Exit frame. The domain is created
+// with on_poweroff="preserve", and vxn-init writes the status to the
+// xenstore key ExitKey just before the frame; when the frame is lost (the
+// console ended early, or noise destroyed it), the monitor reads the key
+// before it destroys the domain.
 //
 // Environment values (which may be secrets) only travel in the console
-// stream: not on the kernel command line, not in the xl config, not on the
-// argv of any Dom0 process, not in any file.
+// stream and in memory (the options pipe of a spawned monitor): not on the
+// kernel command line, not in the xl config, not on the argv of any Dom0
+// process, not in any file (state.json lists the names only).
 //
 // Everything here talks to Xen through toolstack.Toolstack, so the whole
-// lifecycle is tested with toolstack.Fake without Xen.
+// lifecycle is tested with toolstack.Fake without Xen (VXN_TOOLSTACK=fake
+// selects it in a spawned monitor).
 package container
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/vxn-dev/vxn/pkg/disk/ext4"
 	"github.com/vxn-dev/vxn/pkg/guestproto"
-	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 // ErrKilled is returned (with exit status 137) when the container was
@@ -80,19 +98,36 @@ type Options struct {
 	// ResolvConf, when set, becomes the container's /etc/resolv.conf.
 	ResolvConf string
 
+	// TTY runs the entrypoint on a terminal in the guest (-t); its output
+	// then comes as stdout only.
+	TTY bool
+	// Keep keeps the stopped container's state (status, exit code, logs)
+	// until Delete, as docker run without --rm does; Run removes it
+	// otherwise.
+	Keep bool
+
 	// Stdin, when non-nil, is forwarded to the container (-i); otherwise
 	// the container's stdin is /dev/null.
-	Stdin io.Reader
+	Stdin io.Reader `json:"-"`
 	// Stdout and Stderr receive the container's streams (nil: discarded).
-	Stdout, Stderr io.Writer
+	Stdout io.Writer `json:"-"`
+	Stderr io.Writer `json:"-"`
 	// Log receives vxn-init's diagnostic lines (nil: discarded).
-	Log io.Writer
+	Log io.Writer `json:"-"`
 	// Signals are interrupts for the container: the first is forwarded to
 	// the entrypoint as a Signal frame, the second destroys the guest.
-	Signals <-chan os.Signal
+	Signals <-chan os.Signal `json:"-"`
+	// WindowSizes delivers the terminal size of a TTY container (the
+	// first value at once, then changes).
+	WindowSizes <-chan WindowSize `json:"-"`
 	// ReadyTimeout bounds the wait for the guest's Ready frame (boot);
 	// default 5 minutes (emulated hosts are slow).
 	ReadyTimeout time.Duration
+}
+
+// WindowSize is a terminal size.
+type WindowSize struct {
+	Rows, Cols uint16
 }
 
 // Timings break a run down.
@@ -125,6 +160,9 @@ type Result struct {
 	// Stats are the console protocol counters; Stats.Lost > 0 means some
 	// output was lost (the exit code is still right).
 	Stats guestproto.Stats
+	// ExitFromXenstore reports that the Exit frame was lost and the exit
+	// status was read from the guest's xenstore key instead.
+	ExitFromXenstore bool
 }
 
 // NewID returns a random 64-hex-digit container id.
@@ -177,237 +215,4 @@ func (o *Options) check() error {
 		}
 	}
 	return nil
-}
-
-// Run runs the container described by o to completion on ts and returns its
-// exit status. An error means vxn failed (the caller exits 125, like docker),
-// except ErrKilled, which comes with exit status 137. Cleanup is complete
-// when Run returns, whatever happened; cancelling ctx destroys the guest.
-func Run(ctx context.Context, ts toolstack.Toolstack, o Options) (res *Result, err error) {
-	o.defaults()
-	res = &Result{ID: o.ID, Domain: DomainName(o.ID), ExitCode: -1}
-	if err := o.check(); err != nil {
-		return res, err
-	}
-	t0 := time.Now()
-	sd, err := newStateDir(o.RuntimeDir, State{ID: o.ID, Name: o.Name, Domain: res.Domain, PID: os.Getpid(), Image: o.Image, Created: t0.UTC()})
-	if err != nil {
-		return res, err
-	}
-	var con io.ReadWriteCloser
-	defer func() {
-		tc := time.Now()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		var errs []error
-		if sd.st.DomID != 0 {
-			if derr := ts.Destroy(cctx, sd.st.DomID); derr != nil && !errors.Is(derr, toolstack.ErrNoDomain) {
-				errs = append(errs, fmt.Errorf("destroy domain %s (%d): %w", res.Domain, sd.st.DomID, derr))
-			}
-		}
-		if con != nil {
-			con.Close()
-		}
-		if len(errs) == 0 {
-			// Keep the state when the domain could not be destroyed, so
-			// that Reap retries.
-			if rerr := sd.remove(); rerr != nil {
-				errs = append(errs, fmt.Errorf("remove container state: %w", rerr))
-			}
-		} else {
-			sd.lock.Close()
-		}
-		res.Timings.Cleanup = time.Since(tc)
-		if len(errs) > 0 {
-			err = errors.Join(append([]error{err}, errs...)...)
-		}
-	}()
-
-	scratch := ""
-	if o.ScratchMB > 0 {
-		scratch = filepath.Join(sd.path, "scratch.ext4")
-		empty := filepath.Join(sd.path, "empty")
-		if err := os.Mkdir(empty, 0o755); err != nil {
-			return res, err
-		}
-		err := ext4.FromDir(ctx, empty, scratch, ext4.Options{SizeBytes: int64(o.ScratchMB) << 20, Label: "vxn-scratch"})
-		os.Remove(empty)
-		if err != nil {
-			return res, fmt.Errorf("scratch disk: %w", err)
-		}
-		os.Chmod(scratch, 0o600)
-	}
-	cfg, err := RenderConfig(DomainConfig{Name: res.Domain, Type: o.Type, MemoryMB: o.MemoryMB, VCPUs: o.VCPUs,
-		Kernel: o.Kernel, Initramfs: o.Initramfs, ImageDisk: o.ImageDisk, ScratchDisk: scratch, Bridge: o.Bridge})
-	if err != nil {
-		return res, err
-	}
-	cfgPath := filepath.Join(sd.path, "domain.cfg")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return res, err
-	}
-	info, err := ts.Info(ctx)
-	if err != nil {
-		return res, fmt.Errorf("reading Xen's free memory: %w", err)
-	}
-	if err := CheckMemory(info, o.MemoryMB); err != nil {
-		return res, err
-	}
-	spec := &guestproto.Spec{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User, Hostname: o.Hostname,
-		ResolvConf: o.ResolvConf, Stdin: o.Stdin != nil, RootDev: "xvda", RootFSType: "ext4"}
-	if scratch != "" {
-		spec.ScratchDev = "xvdb"
-	}
-	if err := spec.Validate(); err != nil {
-		return res, err
-	}
-	res.Timings.Prepare = time.Since(t0)
-
-	t1 := time.Now()
-	domid, err := ts.Create(ctx, cfgPath, true)
-	if err != nil {
-		// A domain may exist even though create failed half-way.
-		if id, lerr := ts.DomID(context.WithoutCancel(ctx), res.Domain); lerr == nil {
-			sd.st.DomID = id
-		}
-		return res, fmt.Errorf("creating the guest: %w", err)
-	}
-	sd.st.DomID, res.DomID = domid, domid
-	if err := sd.save(); err != nil {
-		return res, err
-	}
-	res.Timings.Create = time.Since(t1)
-	con, err = ts.Console(ctx, domid)
-	if err != nil {
-		return res, fmt.Errorf("attaching the guest console: %w", err)
-	}
-	if err := ts.Unpause(ctx, domid); err != nil {
-		return res, fmt.Errorf("starting the guest: %w", err)
-	}
-	t2 := time.Now()
-	code, err := session(ctx, ts, domid, con, spec, &o, res, t2)
-	res.ExitCode = code
-	return res, err
-}
-
-// session drives the console protocol until the exit status.
-func session(ctx context.Context, ts toolstack.Toolstack, domid int, con io.ReadWriter, spec *guestproto.Spec, o *Options, res *Result, t2 time.Time) (int, error) {
-	w := guestproto.NewWriter(con)
-	ready := make(chan struct{})
-	var tReady time.Time
-	var once sync.Once
-	d := &guestproto.Demuxer{Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Log,
-		OnFrame: func(f guestproto.Frame) error {
-			if f.Type != guestproto.TypeReady {
-				return nil
-			}
-			var err error
-			once.Do(func() {
-				tReady = time.Now()
-				if err = w.SendSpec(spec); err != nil {
-					err = fmt.Errorf("sending the job to the guest: %w", err)
-					return
-				}
-				close(ready)
-				if o.Stdin != nil {
-					go func() {
-						io.Copy(w.Stream(guestproto.TypeStdin), o.Stdin)
-						w.WriteFrame(guestproto.TypeStdinClose, nil)
-					}()
-				}
-			})
-			return err
-		}}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		code int
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		code, err := d.Run(runCtx, con)
-		done <- result{code, err}
-	}()
-	bootTimer := time.NewTimer(o.ReadyTimeout)
-	defer bootTimer.Stop()
-	interrupts := 0
-	killed := false
-	isReady := func() bool {
-		select {
-		case <-ready:
-			return true
-		default:
-			return false
-		}
-	}
-	for {
-		select {
-		case r := <-done:
-			if !tReady.IsZero() {
-				res.Timings.Boot = tReady.Sub(t2)
-				res.Timings.Run = time.Since(tReady)
-			}
-			if r.err != nil && (errors.Is(r.err, context.Canceled) || errors.Is(r.err, context.DeadlineExceeded)) {
-				return -1, r.err
-			}
-			res.Stats = d.Stats
-			if d.Started != nil {
-				res.Timings.InitToExec = time.Duration(d.Started.InitMS) * time.Millisecond
-			}
-			if killed {
-				return 128 + int(syscall.SIGKILL), ErrKilled
-			}
-			if r.err != nil && errors.Is(r.err, guestproto.ErrOutputLost) && r.code >= 0 {
-				return r.code, nil
-			}
-			if r.err != nil {
-				if errors.Is(r.err, guestproto.ErrNoExit) {
-					return -1, fmt.Errorf("the guest stopped without reporting an exit status (%w); last console output:\n%s", guestproto.ErrNoExit, tail(d.Tail))
-				}
-				return -1, r.err
-			}
-			return r.code, nil
-		case sig := <-o.Signals:
-			interrupts++
-			if interrupts == 1 && isReady() {
-				n := 15
-				if s, ok := sig.(syscall.Signal); ok {
-					n = int(s)
-				}
-				w.WriteFrame(guestproto.TypeSignal, []byte(strconv.Itoa(n)))
-				continue
-			}
-			// Second interrupt, or one before the container started.
-			killed = true
-			if err := ts.Destroy(context.WithoutCancel(ctx), domid); err != nil && !errors.Is(err, toolstack.ErrNoDomain) {
-				return -1, fmt.Errorf("destroying the guest: %w", err)
-			}
-		case <-bootTimer.C:
-			if !isReady() {
-				// Destroying the domain ends the console, so Run returns
-				// normally and d.Tail is safe to read.
-				ts.Destroy(context.WithoutCancel(ctx), domid)
-				select {
-				case <-done:
-				case <-time.After(30 * time.Second):
-					cancel()
-					<-done
-					return -1, fmt.Errorf("the guest did not start within %v (no Ready from vxn-init)", o.ReadyTimeout)
-				}
-				return -1, fmt.Errorf("the guest did not start within %v (no Ready from vxn-init); last console output:\n%s", o.ReadyTimeout, tail(d.Tail))
-			}
-		}
-	}
-}
-
-// tail formats the last console text for an error message.
-func tail(b []byte) string {
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
-	}
-	if len(b) == 0 {
-		return "(none)"
-	}
-	return string(b)
 }

@@ -208,7 +208,7 @@ func TestRunSpecAndSecrets(t *testing.T) {
 	if strings.Contains(cfg, "hunter2") || strings.Contains(strings.Join(e.ts.Calls(), " "), "hunter2") {
 		t.Errorf("the secret leaked into the xl config or toolstack calls:\n%s", cfg)
 	}
-	if !strings.Contains(cfg, "vdev=xvdb, access=rw") || !strings.Contains(cfg, `on_poweroff = "destroy"`) {
+	if !strings.Contains(cfg, "vdev=xvdb, access=rw") || !strings.Contains(cfg, `on_poweroff = "preserve"`) {
 		t.Errorf("config lacks the scratch disk or on_poweroff:\n%s", cfg)
 	}
 	if !strings.HasPrefix(res.Domain, "vxn-") || len(res.Domain) != 16 {
@@ -395,7 +395,7 @@ func TestReap(t *testing.T) {
 		dir := filepath.Join(e.runtime, id)
 		os.MkdirAll(dir, 0o700)
 		os.WriteFile(filepath.Join(dir, "lock"), nil, 0o600)
-		b, _ := json.Marshal(State{ID: id, Domain: DomainName(id), PID: pid})
+		b, _ := json.Marshal(State{ID: id, Domain: DomainName(id), MonitorPID: pid})
 		os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600)
 		cfg, _ := RenderConfig(DomainConfig{Name: DomainName(id), MemoryMB: 64, Kernel: "/k", Initramfs: "/i", ImageDisk: "/d"})
 		os.WriteFile(filepath.Join(dir, "domain.cfg"), cfg, 0o600)

@@ -18,8 +18,30 @@ import (
 // tmpfs on systemd hosts, so nothing survives a reboot (and nor do domains).
 const DefaultRuntimeDir = "/run/vxn/containers"
 
+// Status is a container's lifecycle state, as the OCI runtime spec names
+// them.
+type Status string
+
+// Container statuses.
+const (
+	// StatusCreating: the state exists, the domain is being created and
+	// booted.
+	StatusCreating Status = "creating"
+	// StatusCreated: the guest is Ready and holds the entrypoint until
+	// Handle.Start (OCI create).
+	StatusCreated Status = "created"
+	// StatusRunning: the entrypoint runs.
+	StatusRunning Status = "running"
+	// StatusPaused: the domain is paused (xl pause).
+	StatusPaused Status = "paused"
+	// StatusStopped: the entrypoint exited (or the monitor is gone).
+	StatusStopped Status = "stopped"
+)
+
 // State is the state.json of one container, written before its domain is
-// created so that a killed vxn can be cleaned up by the next one.
+// created so that a killed vxn can be cleaned up by the next one, and
+// updated by the container's monitor at every status change. It holds no
+// environment values (they may be secrets): EnvNames lists the names only.
 type State struct {
 	// ID is the container id (64 hex digits).
 	ID string `json:"id"`
@@ -29,12 +51,44 @@ type State struct {
 	Domain string `json:"domain"`
 	// DomID is the domain id once created, 0 before.
 	DomID int `json:"domid,omitempty"`
-	// PID is the vxn process owning the container.
-	PID int `json:"pid"`
+	// MonitorPID is the process monitoring the container: the monitor
+	// started by Spawn, or the foreground vxn running it.
+	MonitorPID int `json:"pid"`
 	// Image is the image reference, for humans.
 	Image string `json:"image,omitempty"`
 	// Created is when the state was written.
 	Created time.Time `json:"created"`
+
+	// Status is the lifecycle state as last recorded by the monitor
+	// (Handle.State reports StatusStopped once the monitor is gone).
+	Status Status `json:"status,omitempty"`
+	// ExitCode is the entrypoint's exit status once stopped; nil when
+	// unknown (still running, or the monitor was killed).
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error says why the container failed, when vxn (not the entrypoint)
+	// failed.
+	Error string `json:"error,omitempty"`
+	// Started and Finished are when the entrypoint started and stopped.
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	// Bundle and Annotations are the OCI bundle and its annotations.
+	Bundle      string            `json:"bundle,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Args, Cwd, User, EnvNames, MemoryMB, VCPUs, TTY describe the
+	// container (inspect).
+	Args     []string `json:"args,omitempty"`
+	Cwd      string   `json:"cwd,omitempty"`
+	User     string   `json:"user,omitempty"`
+	EnvNames []string `json:"env_names,omitempty"`
+	MemoryMB int      `json:"memory_mb,omitempty"`
+	VCPUs    int      `json:"vcpus,omitempty"`
+	TTY      bool     `json:"tty,omitempty"`
+	// Keep: the state stays after the container stops, until Delete
+	// (docker run without --rm, OCI).
+	Keep bool `json:"keep,omitempty"`
+	// LogPath is the docker json-file log, "" when none.
+	LogPath string `json:"log_path,omitempty"`
 }
 
 // stateDir is one container's directory, held locked while vxn runs it.
@@ -94,8 +148,12 @@ func newStateDir(dir string, st State) (*stateDir, error) {
 			if err != nil || other.Name != st.Name {
 				continue
 			}
-			if live, _ := held(filepath.Join(dir, e.Name())); live {
-				return nil, fmt.Errorf("the container name %q is already in use by container %s", st.Name, short(other.ID))
+			live, l := held(filepath.Join(dir, e.Name()))
+			if l != nil {
+				l.Close()
+			}
+			if live || other.Keep {
+				return nil, fmt.Errorf("the container name %q is already in use by container %s; remove it first (vxn rm) or choose another name", st.Name, short(other.ID))
 			}
 		}
 	}
@@ -105,7 +163,8 @@ func newStateDir(dir string, st State) (*stateDir, error) {
 	}
 	lock, err := os.OpenFile(filepath.Join(p, "lock"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
-		err = flock(lock, true)
+		// Blocking: Handle.State may hold it for an instant.
+		err = flock(lock, false)
 	}
 	if err != nil {
 		os.RemoveAll(p)
@@ -119,13 +178,27 @@ func newStateDir(dir string, st State) (*stateDir, error) {
 	return s, nil
 }
 
-func (s *stateDir) save() error {
-	b, _ := json.MarshalIndent(s.st, "", "  ")
-	tmp := filepath.Join(s.path, "state.json.tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+func (s *stateDir) save() error { return writeState(s.path, s.st) }
+
+// writeState writes dir/state.json through a temporary file.
+func writeState(dir string, st State) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	f, err := os.CreateTemp(dir, ".state-*.tmp")
+	if err != nil {
 		return fmt.Errorf("container state: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(s.path, "state.json"))
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, "state.json"))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("container state: %w", err)
+	}
+	return nil
 }
 
 // remove deletes the directory, then releases the lock.
@@ -213,8 +286,15 @@ func Reap(ctx context.Context, ts toolstack.Toolstack, dir string) ([]Reaped, er
 			continue
 		}
 		st, serr := readState(p)
-		if lock == nil && serr == nil && pidAlive(st.PID) && st.PID != os.Getpid() {
+		if lock == nil && serr == nil && pidAlive(st.MonitorPID) && st.MonitorPID != os.Getpid() {
 			continue // no lock file yet: its creator is still setting up
+		}
+		if serr == nil && st.Keep && st.Status == StatusStopped && st.Finished != nil {
+			// Stopped cleanly and kept for vxn rm: nothing to reap.
+			if lock != nil {
+				lock.Close()
+			}
+			continue
 		}
 		r := Reaped{ID: e.Name(), Domain: st.Domain}
 		if r.Domain == "" {
@@ -236,7 +316,18 @@ func Reap(ctx context.Context, ts toolstack.Toolstack, dir string) ([]Reaped, er
 			}
 			continue
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if serr == nil && st.Keep {
+			// Kept until vxn rm: record that it is stopped, exit code
+			// unknown (its monitor was killed).
+			now := time.Now().UTC()
+			st.Status, st.Finished = StatusStopped, &now
+			if st.Error == "" {
+				st.Error = "the container's monitor was killed"
+			}
+			if err := writeState(p, st); err != nil {
+				errs = append(errs, fmt.Errorf("reap container %s: %w", short(r.ID), err))
+			}
+		} else if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, fmt.Errorf("reap container %s: %w", short(r.ID), err))
 		}
 		if lock != nil {

@@ -283,6 +283,20 @@ func (f *Fake) Unpause(ctx context.Context, domid int) error {
 	return nil
 }
 
+// Pause implements Toolstack: the domain is listed paused (its Go guest
+// keeps running; nothing observes the difference in tests).
+func (f *Fake) Pause(ctx context.Context, domid int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("pause %d", domid)
+	d, err := f.get(domid)
+	if err != nil {
+		return err
+	}
+	d.paused = true
+	return nil
+}
+
 // Shutdown implements Toolstack: it closes the guest's ShutdownRequested.
 func (f *Fake) Shutdown(ctx context.Context, domid int) error {
 	f.mu.Lock()

@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"sync"
 )
 
 // ErrNoDomain is wrapped by errors about a domain that does not exist (any
@@ -58,6 +60,8 @@ type Toolstack interface {
 	Create(ctx context.Context, cfgPath string, paused bool) (int, error)
 	// Unpause lets a paused domain run.
 	Unpause(ctx context.Context, domid int) error
+	// Pause stops a domain's vCPUs until Unpause.
+	Pause(ctx context.Context, domid int) error
 	// Shutdown asks the guest to shut down (ACPI-style power button for
 	// PV: the guest kernel runs its poweroff helper); it does not wait.
 	Shutdown(ctx context.Context, domid int) error
@@ -75,4 +79,26 @@ type Toolstack interface {
 	Console(ctx context.Context, domid int) (io.ReadWriteCloser, error)
 	// XenstoreRead reads one xenstore key.
 	XenstoreRead(ctx context.Context, path string) (string, error)
+}
+
+// Env is the environment variable selecting the toolstack of every vxn
+// binary: unset or "xl" is XL, "fake" is an in-process Fake whose guests run
+// FakeInit(ScriptProgram) (tests without Xen; each process has its own).
+const Env = "VXN_TOOLSTACK"
+
+var (
+	fakeOnce sync.Once
+	fake     *Fake
+)
+
+// FromEnv returns the toolstack selected by $VXN_TOOLSTACK: the process's
+// one Fake for "fake", else XL running xlPath ("" = xl from PATH).
+func FromEnv(xlPath string) Toolstack {
+	if os.Getenv(Env) == "fake" {
+		fakeOnce.Do(func() {
+			fake = &Fake{TotalMemoryMB: 4096, Guest: FakeInit(ScriptProgram)}
+		})
+		return fake
+	}
+	return &XL{XL: xlPath}
 }

@@ -140,6 +140,9 @@ func (x *XL) simple(ctx context.Context, verb string, domid int) error {
 // Unpause implements Toolstack (`xl unpause`).
 func (x *XL) Unpause(ctx context.Context, domid int) error { return x.simple(ctx, "unpause", domid) }
 
+// Pause implements Toolstack (`xl pause`).
+func (x *XL) Pause(ctx context.Context, domid int) error { return x.simple(ctx, "pause", domid) }
+
 // Shutdown implements Toolstack (`xl shutdown`, without waiting).
 func (x *XL) Shutdown(ctx context.Context, domid int) error {
 	return x.simple(ctx, "shutdown", domid)
@@ -232,6 +235,9 @@ func (x *XL) Console(ctx context.Context, domid int) (io.ReadWriteCloser, error)
 	}
 	return &xlConsole{cmd: cmd, pty: master}, nil
 }
+
+// OpenPty opens a raw pseudo-terminal pair (master, slave).
+func OpenPty() (master, slave *os.File, err error) { return openPty() }
 
 // openPty opens a raw pseudo-terminal pair.
 func openPty() (master, slave *os.File, err error) {

@@ -164,7 +164,7 @@ func (a *App) toolstack() toolstack.Toolstack {
 	if a.NewToolstack != nil {
 		return a.NewToolstack(a.cfg)
 	}
-	return &toolstack.XL{XL: a.cfg.XL}
+	return toolstack.FromEnv(a.cfg.XL)
 }
 
 // pullOptions returns fetch options drawing a progress bar on a terminal,
