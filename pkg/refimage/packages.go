@@ -190,6 +190,13 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 		return errors.New("VxnOptions.ModuleDir is required")
 	}
 	progs := map[string]string{"/usr/bin/vxn": "github.com/vxn-dev/vxn/cmd/vxn"}
+	// The OCI runtime and vctr, for the engines (hostimage.Options.Engines
+	// configures them with these paths), when the module has them.
+	for dst, cmd := range map[string]string{hostimage.EngineRuntimeBinary: "cmd/vxn-oci-runtime", "/usr/bin/vctr": "cmd/vctr"} {
+		if _, err := os.Stat(filepath.Join(o.ModuleDir, cmd)); err == nil {
+			progs[dst] = "github.com/vxn-dev/vxn/" + cmd
+		}
+	}
 	for k, v := range o.Programs {
 		progs[k] = v
 	}
