@@ -2,6 +2,8 @@ package container
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -346,5 +348,32 @@ func short(id string) string {
 	return id
 }
 
-// DomainName is the Xen domain name of container id: "vxn-<id12>".
-func DomainName(id string) string { return "vxn-" + short(id) }
+// DomainName is the Xen domain name of container id: "vxn-<id12>" for the
+// 64-hex-digit ids vxn and the engines generate. Other ids are chosen by
+// OCI runtime users ("web-1", "web-2" share their first 12 characters), so
+// they are kept whole when short and plain, and otherwise cut and suffixed
+// with a hash of the whole id: distinct ids never share a domain name.
+func DomainName(id string) string {
+	if len(id) == 64 && strings.Trim(id, "0123456789abcdef") == "" {
+		return "vxn-" + id[:12]
+	}
+	plain := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+	}
+	if len(id) <= 40 && strings.IndexFunc(id, func(r rune) bool { return !plain(r) }) < 0 {
+		return "vxn-" + id
+	}
+	var b strings.Builder
+	for _, r := range id {
+		if b.Len() >= 24 {
+			break
+		}
+		if plain(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "vxn-" + b.String() + "-" + hex.EncodeToString(sum[:6])
+}

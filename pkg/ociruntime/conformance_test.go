@@ -462,3 +462,60 @@ func TestConformanceErrors(t *testing.T) {
 		t.Errorf("the first container was disturbed: %s", s)
 	}
 }
+
+func TestConformanceTerminal(t *testing.T) {
+	e := newEnv(t)
+	sock, err := runc.NewTempConsoleSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	id := "term-tty"
+	b := e.bundle(id, func(s *specs.Spec) { s.Process.Terminal = true }, "tty")
+	pidFile := filepath.Join(b, "init.pid")
+	// No IO: go-runc reads the runtime's output to EOF, so the monitor
+	// must not keep the runtime's stdio (the shim does this for terminals).
+	done := make(chan error, 1)
+	go func() { done <- e.r.Create(e.ctx, id, b, &runc.CreateOpts{PidFile: pidFile, ConsoleSocket: sock}) }()
+	var master interface {
+		io.Reader
+		Close() error
+	}
+	mc := make(chan error, 1)
+	go func() {
+		m, err := sock.ReceiveMaster()
+		if err == nil {
+			master = m
+		}
+		mc <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("create: %v\n%s", err, e.logText())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("create with a console socket hangs (the monitor holds the runtime's stdio?)")
+	}
+	if err := <-mc; err != nil {
+		t.Fatalf("receiving the pty master: %v", err)
+	}
+	defer master.Close()
+	pb, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(string(pb))
+	t.Cleanup(func() {
+		e.r.Delete(context.Background(), id, &runc.DeleteOpts{Force: true})
+		syscall.Kill(pid, syscall.SIGKILL)
+		e.wait(pid)
+	})
+	if err := e.r.Start(e.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	line := readLine(t, master)
+	if code := e.wait(pid); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(line), "/dev/pts/") {
+		t.Errorf("the process has no terminal: %q", line)
+	}
+}
