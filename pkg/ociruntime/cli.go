@@ -66,7 +66,9 @@ var globalFlags = []*flagSpec{
 	strFlag("log format: text or json", "log-format"),
 	boolFlag("accepted for compatibility (the guest has no cgroups)", "systemd-cgroup"),
 	boolFlag("debug logging", "debug"),
+	strFlag("log level: debug, info, warning or error (debug = --debug)", "log-level"),
 	strFlag("accepted for compatibility", "criu"),
+	strFlag("accepted for compatibility (crun's; Podman passes it for --cgroups=disabled)", "cgroup-manager"),
 	strFlag("accepted for compatibility (true, false or auto)", "rootless"),
 	boolFlag("print the version", "version", "v"),
 	boolFlag("show help", "help", "h"),
@@ -155,7 +157,7 @@ func (r *Runtime) Run(args []string) int {
 	if r.root == "" {
 		r.root = DefaultRoot
 	}
-	r.debug = g.bool("debug")
+	r.debug = g.bool("debug") || g.str("log-level") == "debug"
 	r.log = &logger{w: r.Stderr, debug: r.debug, now: r.Now}
 	switch g.str("log-format") {
 	case "", "text":

@@ -351,6 +351,11 @@ func TestFeaturesAndVersion(t *testing.T) {
 	if f.OCIVersionMin == "" || f.OCIVersionMax == "" || f.Linux.Namespaces == nil || len(f.Linux.Namespaces) != 0 || f.Annotations["io.vxn.runtime_type"] != "vm" {
 		t.Errorf("features %s", h.stdout)
 	}
+	// Podman's and the shim's global options.
+	if code := h.run("--log-format=json", "--log", filepath.Join(h.dir, "l.json"), "--log-level", "debug", "--systemd-cgroup",
+		"--cgroup-manager", "disabled", "-criu", "x", "features"); code != 0 {
+		t.Errorf("engine global options refused: %s", h.stderr)
+	}
 	for _, v := range []string{"--version", "-v"} {
 		if code := h.run(v); code != 0 || !strings.Contains(h.stdout, "vxn-oci-runtime version") || !strings.Contains(h.stdout, "spec: 1.") {
 			t.Errorf("%s: %d %q", v, code, h.stdout)
