@@ -393,6 +393,13 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 	}
 	if p := fs.str("pid-file"); p != "" {
 		if err := writePidFile(p, pid); err != nil {
+			// Nobody would know the monitor: do not leave the guest.
+			if c, lerr := r.Engine.Load(r.root, id); lerr == nil {
+				c.Delete(context.WithoutCancel(ctx), true)
+			}
+			if !dr.Cached {
+				os.Remove(dr.Path)
+			}
 			return 0, err
 		}
 	}

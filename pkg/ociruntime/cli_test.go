@@ -363,6 +363,19 @@ func TestFeaturesAndVersion(t *testing.T) {
 	}
 }
 
+func TestCreatePidFileFailureLeavesNothing(t *testing.T) {
+	h := newHarness(t)
+	if code := h.run("create", "--bundle", h.bundle, "--pid-file", filepath.Join(h.dir, "no", "such", "dir", "pid"), "p1"); code != 1 {
+		t.Fatalf("create with an unwritable pid file: exit %d", code)
+	}
+	if got := strings.Join(h.eng.cs["p1"].calls, ","); got != "delete true" {
+		t.Errorf("the container was not removed: calls %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, ".disks", "p1.ext4")); !os.IsNotExist(err) {
+		t.Errorf("guest disk left: %v", err)
+	}
+}
+
 func TestTerminalNeedsConsoleSocket(t *testing.T) {
 	h := newHarness(t)
 	s := minimalSpec()
