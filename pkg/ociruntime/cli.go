@@ -384,7 +384,9 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 		// without IO) must not wait for the monitor.
 		req.Stdio = [3]*os.File{r.Stdin, r.Stdout, r.Stderr}
 	}
+	tSpawn := time.Now()
 	pid, err := r.Engine.Spawn(ctx, req)
+	r.log.debugf("container %s: monitor %d, guest held after %v", id, pid, time.Since(tSpawn))
 	if err != nil {
 		if !dr.Cached {
 			os.Remove(dr.Path)
