@@ -24,6 +24,20 @@ import (
 //	if len(os.Args) > 1 && os.Args[1] == container.MonitorArg { os.Exit(container.MonitorMain()) }
 const MonitorArg = "__vxn-monitor"
 
+// monitorEnv marks a monitor's environment. A binary whose main (or a test
+// binary whose TestMain) lacks the MonitorArg dispatch would otherwise run
+// its normal code again when re-executed as a monitor, and spawn again: a
+// fork bomb. Spawn refuses to run under that mark.
+const monitorEnv = "VXN_MONITOR_CHILD"
+
+// notInMonitor fails when called inside a re-executed monitor.
+func notInMonitor() error {
+	if os.Getenv(monitorEnv) != "" {
+		return fmt.Errorf("refusing to spawn a container monitor from a monitor process: the program's main (or TestMain) must dispatch %q to container.MonitorMain first", MonitorArg)
+	}
+	return nil
+}
+
 // Descriptors of a monitor process: its options come on fd 3 (a pipe, read
 // to EOF), it reports readiness on fd 4 (one JSON spawnReply, then close),
 // and a container monitor inherits the state directory's lock on fd 5.
@@ -83,6 +97,9 @@ type spawnReply struct {
 // after all container output is drained, with the container's exit status
 // (0–255; 128+n for signal n) as its own (125 when vxn failed).
 func Spawn(ctx context.Context, o SpawnOptions) (int, error) {
+	if err := notInMonitor(); err != nil {
+		return 0, err
+	}
 	o.defaults()
 	o.Keep = !o.AutoRemove
 	if o.ConsoleSocket != "" {
@@ -127,6 +144,7 @@ func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, loc
 	}
 	defer readyR.Close()
 	cmd := exec.Command("/proc/self/exe", MonitorArg)
+	cmd.Env = append(os.Environ(), monitorEnv+"=1")
 	if stdio[0] != nil {
 		cmd.Stdin = stdio[0]
 	}
