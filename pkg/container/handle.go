@@ -442,6 +442,11 @@ func (h *Handle) exec(ctx context.Context, p ExecOptions, stdin io.Reader, stdou
 		}
 		return -1, fmt.Errorf("exec in container %s: %s", short(h.ID), msg)
 	}
+	if r.rep.Error != "" {
+		// The process could not be started (126, 127): say why, as a
+		// shell would.
+		fmt.Fprintf(stderr, "%s\n", r.rep.Error)
+	}
 	return *r.rep.Exit, nil
 }
 

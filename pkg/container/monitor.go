@@ -91,6 +91,16 @@ func Run(ctx context.Context, ts toolstack.Toolstack, o Options) (*Result, error
 		return res, err
 	}
 	m := &monitor{ts: ts, o: o, sd: sd, res: res}
+	if o.Keep {
+		// Kept for vxn logs after it stopped, as docker keeps it.
+		p := filepath.Join(sd.path, LogFile)
+		if m.logw, err = openJSONLog(p); err != nil {
+			sd.remove()
+			return res, err
+		}
+		sd.st.LogPath = p
+		sd.save()
+	}
 	err = m.run(ctx)
 	return res, err
 }

@@ -126,8 +126,17 @@ func Spawn(ctx context.Context, o SpawnOptions) (int, error) {
 	return pid, nil
 }
 
+// monitorEnv marks a process started as a monitor. A binary whose main()
+// does not dispatch MonitorArg would run its normal code instead, and, if
+// that spawns containers (a test binary), re-exec itself without end: Spawn
+// refuses in such a process.
+const monitorEnv = "VXN_MONITOR_PROCESS"
+
 // startMonitor starts a monitor process and waits for its readiness report.
 func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, lock *os.File) (int, error) {
+	if os.Getenv(monitorEnv) == "1" {
+		return 0, fmt.Errorf("container monitor: this binary was started as a monitor but did not run one: its main() (or TestMain) must begin with `if len(os.Args) > 1 && os.Args[1] == container.MonitorArg { os.Exit(container.MonitorMain()) }`")
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return 0, err
@@ -159,6 +168,7 @@ func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, loc
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lock)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = append(os.Environ(), monitorEnv+"=1")
 	err = cmd.Start()
 	optR.Close()
 	readyW.Close()
@@ -210,6 +220,7 @@ func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, loc
 // status.
 func MonitorMain() int {
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	os.Unsetenv(monitorEnv)
 	// Nothing the monitor starts (xl and its daemons) may inherit these.
 	for _, fd := range []int{fdOptions, fdReady, fdLock} {
 		syscall.CloseOnExec(fd)

@@ -56,6 +56,8 @@ type App struct {
 	IsTerminal func(w io.Writer) bool
 	// AssetRoot is where guest assets are looked up (DefaultAssetRoot).
 	AssetRoot string
+	// Name is the front-end: NameVxn (default), NameVdkr or NameVpdmn.
+	Name string
 
 	code int
 	// global flags
@@ -88,8 +90,13 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// Main runs vxn with the process's environment and returns the exit status.
-func Main(args []string) int { return NewApp().Main(args) }
+// Main runs vxn with the process's environment and returns the exit status;
+// the program name (os.Args[0]) selects the front-end (Personality).
+func Main(args []string) int {
+	a := NewApp()
+	a.Name = Personality(os.Args[0])
+	return a.Main(args)
+}
 
 // Main runs one vxn command line (without the program name) and returns the
 // exit status: the container's for run, 0 for success, 125 for errors.
@@ -103,11 +110,14 @@ func (a *App) Main(args []string) int {
 	if a.AssetRoot == "" {
 		a.AssetRoot = DefaultAssetRoot
 	}
+	if a.Name == "" {
+		a.Name = NameVxn
+	}
 	a.code = 0
 	root := a.Command()
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(a.Stderr, "vxn: %v\n", err)
+		fmt.Fprintf(a.Stderr, "%s: %v\n", a.Name, err)
 		return ExitVxnError
 	}
 	return a.code
@@ -115,9 +125,20 @@ func (a *App) Main(args []string) int {
 
 // Command returns the root cobra command.
 func (a *App) Command() *cobra.Command {
+	short := "Run OCI containers as Xen guests"
+	switch a.Name {
+	case NameVdkr:
+		short = "Docker-like, daemonless: run OCI containers as Xen guests"
+	case NameVpdmn:
+		short = "Podman-like, daemonless: run OCI containers as Xen guests"
+	}
+	name := a.Name
+	if name == "" {
+		name = NameVxn
+	}
 	root := &cobra.Command{
-		Use:   "vxn",
-		Short: "Run OCI containers as Xen guests",
+		Use:   name,
+		Short: short,
 		Long: `vxn runs OCI containers as Xen guests on Dom0: each container is its own
 virtual machine booting a small Linux whose init executes the entrypoint
 directly (no container runtime in the guest). Images are pulled into a local
@@ -156,7 +177,9 @@ store and converted once per image into a read-only guest disk.`,
 		}
 		return nil
 	}
-	root.AddCommand(a.runCommand(), a.pullCommand(), a.imagesCommand(), a.rmiCommand(), a.tagCommand(), a.imageCommand())
+	root.AddCommand(a.runCommand(), a.pullCommand(), a.imagesCommand(), a.rmiCommand(), a.tagCommand(), a.imageCommand(),
+		a.psCommand(), a.logsCommand(), a.execCommand(), a.stopCommand(), a.killCommand(), a.rmCommand(),
+		a.inspectCommand(), a.pauseCommand(true), a.pauseCommand(false), a.waitCommand())
 	return root
 }
 

@@ -11,8 +11,19 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
+
+// TestMain lets the test binary act as a container monitor (run -d spawns
+// /proc/self/exe) with the fake toolstack.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == container.MonitorArg {
+		os.Exit(container.MonitorMain())
+	}
+	os.Setenv(toolstack.Env, "fake")
+	os.Exit(m.Run())
+}
 
 // TestScripts runs testdata/script/*.txtar. The vxn command runs in-process
 // with toolstack.Fake (guests run toolstack.ScriptProgram); `exitcode N`
@@ -41,30 +52,9 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"vxn": func(ts *testscript.TestScript, neg bool, args []string) {
-				a := NewApp()
-				a.Signals = nil
-				a.IsTerminal = func(io.Writer) bool { return false }
-				a.LookupEnv = func(k string) (string, bool) {
-					v := ts.Getenv(k)
-					return v, v != ""
-				}
-				a.NewToolstack = func(*Config) toolstack.Toolstack {
-					return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
-				}
-				a.Stdin = strings.NewReader("")
-				if f := ts.Getenv("STDIN_FILE"); f != "" {
-					b, err := os.ReadFile(ts.MkAbs(f))
-					ts.Check(err)
-					a.Stdin = bytes.NewReader(b)
-				}
-				a.Stdout, a.Stderr = ts.Stdout(), ts.Stderr()
-				code := a.Main(args)
-				ts.Setenv("EXIT", strconv.Itoa(code))
-				if (code != 0) != neg {
-					ts.Fatalf("vxn %s: exit status %d (negated: %v)", strings.Join(args, " "), code, neg)
-				}
-			},
+			"vxn":   func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVxn, neg, args) },
+			"vdkr":  func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVdkr, neg, args) },
+			"vpdmn": func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVpdmn, neg, args) },
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {
 					ts.Fatalf("usage: exitcode N")
@@ -75,6 +65,34 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// runApp runs one in-process vxn command line for a script.
+func runApp(ts *testscript.TestScript, name string, neg bool, args []string) {
+	a := NewApp()
+	a.Name = name
+	a.Signals = nil
+	a.IsTerminal = func(io.Writer) bool { return false }
+	a.LookupEnv = func(k string) (string, bool) {
+		v := ts.Getenv(k)
+		return v, v != ""
+	}
+	a.NewToolstack = func(*Config) toolstack.Toolstack {
+		return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
+	}
+	a.Stdin = strings.NewReader("")
+	if f := ts.Getenv("STDIN_FILE"); f != "" {
+		b, err := os.ReadFile(ts.MkAbs(f))
+		ts.Check(err)
+		a.Stdin = bytes.NewReader(b)
+	}
+	a.Stdout, a.Stderr = ts.Stdout(), ts.Stderr()
+	code := a.Main(args)
+	ts.Setenv("EXIT", strconv.Itoa(code))
+	if (code != 0) != neg {
+		ts.Fatalf("vxn %s: exit status %d (negated: %v)", strings.Join(args, " "), code, neg)
+	}
+
 }
 
 func TestSplitName(t *testing.T) {
@@ -150,5 +168,39 @@ func TestFindAssets(t *testing.T) {
 	k, i, err := FindAssets(root, "", "")
 	if err != nil || k != filepath.Join(dir, "vmlinux") || i != filepath.Join(dir, "initramfs.cpio.gz") {
 		t.Errorf("FindAssets = %q %q %v; want vmlinux preferred", k, i, err)
+	}
+}
+
+func TestPersonality(t *testing.T) {
+	for in, want := range map[string]string{"vxn": NameVxn, "/usr/bin/vdkr": NameVdkr, "vpdmn": NameVpdmn, "./x": NameVxn, "docker": NameVxn} {
+		if got := Personality(in); got != want {
+			t.Errorf("Personality(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNeedXen(t *testing.T) {
+	t.Setenv(toolstack.Env, "")
+	a := &App{Name: NameVdkr, cfg: &Config{XL: filepath.Join(t.TempDir(), "no-xl")}}
+	err := a.needXen()
+	if err == nil || !strings.Contains(err.Error(), "Xen not available: ") || !strings.Contains(err.Error(), "run it in a Xen Dom0") {
+		t.Errorf("needXen without xl: %v", err)
+	}
+	t.Setenv(toolstack.Env, "fake")
+	if err := a.needXen(); err != nil {
+		t.Errorf("needXen with the fake toolstack: %v", err)
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]int{"KILL": 9, "SIGTERM": 15, "int": 2, "10": 10, "HUP": 1} {
+		if got, err := parseSignal(in); err != nil || int(got) != want {
+			t.Errorf("parseSignal(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "65", "NOPE", "-1"} {
+		if _, err := parseSignal(bad); err == nil {
+			t.Errorf("parseSignal(%q) succeeded", bad)
+		}
 	}
 }

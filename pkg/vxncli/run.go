@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,22 +33,24 @@ Entrypoint, Cmd, Env, WorkingDir and User. The image is pulled when missing.
 The container's stdout and stderr are streamed separately while it runs, and
 vxn exits with the container's exit status (125 when vxn itself fails).
 The first Ctrl-C is forwarded to the container; a second one destroys it.
-Containers are always removed when they exit (--rm is accepted for
-compatibility).`,
+Without --rm the stopped container stays (ps -a, logs, inspect) until rm.
+With -d the container runs in the background and its id is printed.`,
 		Example: `  vxn run --rm alpine echo hello
   vxn run --rm -e GREETING=hi alpine sh -c 'echo $GREETING'
   vxn run --rm -i alpine cat < file
   vxn run --rm -u nobody -w /tmp --memory 96 alpine id
-  vxn run --rm --entrypoint /bin/ls alpine -l /`,
+  vxn run --rm --entrypoint /bin/ls alpine -l /
+  vxn run -d --name web alpine sh -c 'while true; do date; sleep 5; done'
+  vxn run --rm -it alpine sh`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.run(cmd, &f, args) },
 	}
 	fl := cmd.Flags()
 	fl.SetInterspersed(false) // everything after IMAGE is the container's
-	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits (always done)")
-	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background (not supported yet)")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and forward it")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (not supported yet)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal for the container")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable (K=V, or K to copy it)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
@@ -67,11 +70,11 @@ compatibility).`,
 func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	t0 := time.Now()
 	ctx := cmd.Context()
-	if f.detach {
-		return errors.New("run -d is not supported yet: containers run in the foreground")
+	if err := a.needXen(); err != nil {
+		return err
 	}
-	if f.tty {
-		return errors.New("run -t is not supported yet (no terminal in the guest); use -i for stdin")
+	if f.detach && f.interactive {
+		return errors.New("-d and -i cannot be combined (there is no attach): use vxn exec -i")
 	}
 	cfg := a.cfg
 	bridge := ""
@@ -161,7 +164,7 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	if scratch == 0 {
 		scratch = cfg.ScratchMB
 	}
-	o := container.Options{Name: f.name, Image: args[0], RuntimeDir: a.runtimeDir,
+	o := container.Options{ID: container.NewID(), Name: f.name, Image: args[0], RuntimeDir: a.runtimeDir, Keep: !f.rm, TTY: f.tty,
 		Kernel: kernel, Initramfs: initramfs, ImageDisk: disk, ScratchMB: scratch,
 		MemoryMB: memory, VCPUs: vcpus, Type: cfg.Type, Bridge: bridge,
 		Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User,
@@ -170,6 +173,15 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 			o.ResolvConf = string(b)
 		}
+	}
+	if f.detach {
+		so := container.SpawnOptions{Options: o, AutoRemove: f.rm,
+			LogPath: filepath.Join(a.runtimeDirOrDefault(), o.ID, container.LogFile)}
+		if _, err := container.Spawn(ctx, so); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.Stdout, o.ID)
+		return nil
 	}
 	if f.interactive {
 		o.Stdin = a.Stdin
@@ -181,6 +193,17 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		sigs, stop := a.Signals()
 		defer stop()
 		o.Signals = sigs
+	}
+	if f.tty {
+		if in := terminalFile(a.Stdin); in != nil && f.interactive {
+			restore, _ := makeRaw(in)
+			defer restore()
+		}
+		if t := terminalFile(a.Stdout); t != nil {
+			ws, stop := windowSizes(t)
+			defer stop()
+			o.WindowSizes = ws
+		}
 	}
 	res, err := container.Run(ctx, ts, o)
 	if f.timings {
