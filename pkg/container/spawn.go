@@ -126,16 +126,10 @@ func Spawn(ctx context.Context, o SpawnOptions) (int, error) {
 	return pid, nil
 }
 
-// monitorEnv marks a process started as a monitor. A binary whose main()
-// does not dispatch MonitorArg would run its normal code instead, and, if
-// that spawns containers (a test binary), re-exec itself without end: Spawn
-// refuses in such a process.
-const monitorEnv = "VXN_MONITOR_PROCESS"
-
 // startMonitor starts a monitor process and waits for its readiness report.
 func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, lock *os.File) (int, error) {
-	if os.Getenv(monitorEnv) == "1" {
-		return 0, fmt.Errorf("container monitor: this binary was started as a monitor but did not run one: its main() (or TestMain) must begin with `if len(os.Args) > 1 && os.Args[1] == container.MonitorArg { os.Exit(container.MonitorMain()) }`")
+	if err := notInMonitor(); err != nil {
+		return 0, err
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -168,7 +162,6 @@ func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, loc
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lock)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = append(os.Environ(), monitorEnv+"=1")
 	err = cmd.Start()
 	optR.Close()
 	readyW.Close()
