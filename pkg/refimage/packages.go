@@ -167,7 +167,8 @@ func PackBundle(ctx context.Context, o BundleOptions) (*bundle.PackResult, error
 }
 
 // VxnOptions put vxn into the Dom0 root filesystem: /usr/bin/vxn (a
-// static build of cmd/vxn), the guest assets under
+// static build of cmd/vxn) with its front-end links /usr/bin/vdkr and
+// /usr/bin/vpdmn, the guest assets under
 // /usr/share/vxn/<arch>/ (the image's vmlinux and an initramfs with
 // vxn-init and the Xen guest modules of the image's kernel) and Files.
 type VxnOptions struct {
@@ -181,6 +182,9 @@ type VxnOptions struct {
 	// Modules are the initramfs's modules; default initramfs.XenModules.
 	Modules []string
 }
+
+// VxnFrontEnds are installed in Dom0 as /usr/bin links to vxn.
+var VxnFrontEnds = []string{"vdkr", "vpdmn"}
 
 // AssetDir is vxn's per-architecture asset directory in Dom0.
 const AssetDir = "/usr/share/vxn/x86_64"
@@ -202,6 +206,15 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 	}
 	for dst, pkg := range progs {
 		if err := goBuild(ctx, o.ModuleDir, pkg, filepath.Join(root, dst)); err != nil {
+			return err
+		}
+	}
+	// The Docker-like and Podman-like front-ends are vxn under other
+	// names (the name selects the personality).
+	for _, name := range VxnFrontEnds {
+		p := filepath.Join(root, "usr/bin", name)
+		os.Remove(p)
+		if err := os.Symlink("vxn", p); err != nil {
 			return err
 		}
 	}
