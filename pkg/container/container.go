@@ -87,6 +87,9 @@ type Options struct {
 	Type string
 	// Bridge, when set, gives the guest a vif on that bridge.
 	Bridge string
+	// Network, with Bridge, gives the guest a static address leased from
+	// this pool (Spec.Net), released when the container stops.
+	Network *NetworkPool
 
 	// Args, Env, Cwd and User are the process (oci.Resolve's result).
 	Args []string

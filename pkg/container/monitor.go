@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -56,6 +57,7 @@ type monitor struct {
 	execs    map[uint32]*execSession
 	nextExec uint32
 	conns    sync.WaitGroup // control connections being served
+	lease    netip.Addr     // --network bridge address, released at the end
 	startc   chan chan error
 	killc    chan killRequest
 	exited   bool
@@ -164,6 +166,9 @@ func (m *monitor) run(ctx context.Context) (err error) {
 		if con != nil {
 			con.Close()
 		}
+		// After the domain is gone: nobody else may use the address
+		// while it still does.
+		releaseLease(o.RuntimeDir, m.lease)
 		m.mu.Lock()
 		m.exited = true
 		for id, s := range m.execs {
@@ -235,6 +240,18 @@ func (m *monitor) run(ctx context.Context) (err error) {
 		ResolvConf: o.ResolvConf, Stdin: o.Stdin != nil, TTY: o.TTY, RootDev: "xvda", RootFSType: "ext4"}
 	if o.ScratchMB > 0 {
 		spec.ScratchDev = "xvdb"
+	}
+	if o.Bridge != "" && o.Network != nil {
+		a, err := acquireLease(o.RuntimeDir, o.ID, o.Network)
+		if err != nil {
+			return err
+		}
+		m.lease = a
+		spec.Net = guestNet(o.Network, a)
+		m.mu.Lock()
+		sd.st.Address = a.String()
+		sd.save()
+		m.mu.Unlock()
 	}
 	if err := spec.Validate(); err != nil {
 		return err

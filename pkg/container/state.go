@@ -91,6 +91,8 @@ type State struct {
 	Keep bool `json:"keep,omitempty"`
 	// LogPath is the docker json-file log, "" when none.
 	LogPath string `json:"log_path,omitempty"`
+	// Address is the guest's leased IPv4 address (--network bridge).
+	Address string `json:"address,omitempty"`
 }
 
 // stateDir is one container's directory, held locked while vxn runs it.
@@ -337,6 +339,7 @@ func Reap(ctx context.Context, ts toolstack.Toolstack, dir string) ([]Reaped, er
 		}
 		out = append(out, r)
 	}
+	reapLeases(dir)
 	return out, errors.Join(errs...)
 }
 

@@ -383,6 +383,10 @@ type InspectInfo struct {
 	LogPath    string            `json:"LogPath"`
 	Config     InspectConfig     `json:"Config"`
 	HostConfig InspectHostConfig `json:"HostConfig"`
+	// NetworkSettings has the guest's address (--network bridge).
+	NetworkSettings struct {
+		IPAddress string `json:"IPAddress"`
+	} `json:"NetworkSettings"`
 	// Vxn is what only vxn has: the guest domain.
 	Vxn InspectVxn `json:"Vxn"`
 }
@@ -447,6 +451,7 @@ func inspect(ctx context.Context, h *container.Handle) InspectInfo {
 	if st.Name != "" {
 		info.Name = "/" + st.Name
 	}
+	info.NetworkSettings.IPAddress = st.Address
 	if len(st.Args) > 0 {
 		info.Path, info.Args = st.Args[0], st.Args[1:]
 	}

@@ -173,6 +173,10 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 			o.ResolvConf = string(b)
 		}
+		// A static address of the bridge's subnet, leased per container.
+		if o.Network, err = container.BridgePool(bridge); err != nil {
+			return err
+		}
 	}
 	if f.detach {
 		so := container.SpawnOptions{Options: o, AutoRemove: f.rm,
