@@ -46,6 +46,7 @@
 package container
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -55,6 +56,7 @@ import (
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 // ErrKilled is returned (with exit status 137) when the container was
@@ -123,6 +125,10 @@ type Options struct {
 	// WindowSizes delivers the terminal size of a TTY container (the
 	// first value at once, then changes).
 	WindowSizes <-chan WindowSize `json:"-"`
+	// HostInfo, when set, is used by the memory check instead of asking
+	// the toolstack: vxn run starts `xl info` early, in parallel with the
+	// image lookup (Spawn ignores it).
+	HostInfo func(ctx context.Context) (toolstack.Info, error) `json:"-"`
 	// ReadyTimeout bounds the wait for the guest's Ready frame (boot);
 	// default 5 minutes (emulated hosts are slow).
 	ReadyTimeout time.Duration

@@ -222,7 +222,11 @@ func (m *monitor) run(ctx context.Context) (err error) {
 	}
 	infoc := make(chan infoResult, 1)
 	go func() {
-		info, err := m.ts.Info(ctx)
+		get := m.ts.Info
+		if o.HostInfo != nil {
+			get = o.HostInfo
+		}
+		info, err := get(ctx)
 		infoc <- infoResult{info, err}
 	}()
 	cfgPath, perr := m.prepare(ctx)

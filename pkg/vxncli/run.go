@@ -1,6 +1,7 @@
 package vxncli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/oci"
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 // runFlags are `vxn run`'s options.
@@ -117,6 +119,19 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 
 	ts := a.toolstack()
+	// The memory check's `xl info` (the slowest host-side step) runs
+	// while the image and its disk are looked up.
+	type infoResult struct {
+		info toolstack.Info
+		err  error
+	}
+	infoc := make(chan infoResult, 1)
+	if !f.detach {
+		go func() {
+			info, err := ts.Info(ctx)
+			infoc <- infoResult{info, err}
+		}()
+	}
 	reaped, err := container.Reap(ctx, ts, a.runtimeDir)
 	if err != nil {
 		fmt.Fprintf(a.Stderr, "vxn: warning: cleaning up after killed vxn runs: %v\n", err)
@@ -176,6 +191,12 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		// A static address of the bridge's subnet, leased per container.
 		if o.Network, err = container.BridgePool(bridge); err != nil {
 			return err
+		}
+	}
+	if !f.detach {
+		o.HostInfo = func(context.Context) (toolstack.Info, error) {
+			r := <-infoc
+			return r.info, r.err
 		}
 	}
 	if f.detach {
