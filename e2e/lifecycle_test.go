@@ -12,7 +12,9 @@ import (
 	"time"
 )
 
-var containerIDRe = regexp.MustCompile(`(?m)^[0-9a-f]{64}$`)
+// containerIDRe finds the id run -d prints (a progress line on the serial
+// console's stderr may precede it on the same line).
+var containerIDRe = regexp.MustCompile(`(?m)[0-9a-f]{64}$`)
 
 // expect fails the test unless every want is in the output of cmd.
 func expect(t *testing.T, what, cmd string, d time.Duration, want ...string) string {
@@ -35,6 +37,7 @@ func TestVxnLifecycle(t *testing.T) {
 	run(t, "vxn rm -f life a b >/dev/null 2>&1; true")
 
 	t.Run("detached", func(t *testing.T) {
+		t.Cleanup(func() { run(t, "vxn rm -f life >/dev/null 2>&1; true") })
 		out := expect(t, "run -d", "vxn run -d --name life "+vxnImage+" sh -c 'echo started; echo to-err >&2; while true; do sleep 1; done'; echo rc=$?", 180*time.Second, "rc=0")
 		if !containerIDRe.MatchString(out) {
 			t.Fatalf("run -d printed no container id:\n%s", out)
@@ -52,6 +55,7 @@ func TestVxnLifecycle(t *testing.T) {
 	})
 
 	t.Run("two-at-once", func(t *testing.T) {
+		t.Cleanup(func() { run(t, "vxn rm -f a b >/dev/null 2>&1; true") })
 		expect(t, "two detached", "vxn run -d --name a "+vxnImage+" sleep 600 >/dev/null && vxn run -d --name b "+vxnImage+" sleep 600 >/dev/null; echo rc=$?; vxn ps -q | wc -l; xl list | grep -c '^vxn-'", 300*time.Second, "rc=0\n2\n2")
 		expect(t, "each has its own hostname", "ha=$(vxn exec a hostname); hb=$(vxn exec b hostname); [ -n \"$ha\" ] && [ \"$ha\" != \"$hb\" ] && echo distinct", 180*time.Second, "distinct")
 		expect(t, "kill", "vxn kill a; vxn wait a", 120*time.Second, "a\n137")

@@ -444,3 +444,30 @@ func FuzzReadLogs(f *testing.F) {
 		ReadLogs(context.Background(), p, LogOptions{Tail: -1}, io.Discard, io.Discard)
 	})
 }
+
+// flakyCreate fails the first Create like a hotplug script timing out.
+type flakyCreate struct {
+	*toolstack.Fake
+	calls int
+}
+
+func (f *flakyCreate) Create(ctx context.Context, cfg string, paused bool) (int, error) {
+	f.calls++
+	if f.calls == 1 {
+		return 0, errors.New("libxl: error: libxl_aoutils.c:539:async_exec_timeout: killing execution of /etc/xen/scripts/block add because of timeout")
+	}
+	return f.Fake.Create(ctx, cfg, paused)
+}
+
+func TestCreateRetriedAfterHotplugTimeout(t *testing.T) {
+	e := newEnv(t, toolstack.ScriptProgram)
+	ts := &flakyCreate{Fake: e.ts}
+	var out bytes.Buffer
+	o := e.opts("echo", "hi")
+	o.Stdout = &out
+	res, err := Run(context.Background(), ts, o)
+	if err != nil || res.ExitCode != 0 || out.String() != "hi\n" || ts.calls != 2 {
+		t.Errorf("got %+v %v %q after %d creates", res, err, out.String(), ts.calls)
+	}
+	e.clean()
+}

@@ -270,6 +270,15 @@ func (m *monitor) run(ctx context.Context) (err error) {
 
 	t1 := time.Now()
 	domid, err := m.ts.Create(ctx, cfgPath, true)
+	if err != nil && strings.Contains(err.Error(), "because of timeout") && ctx.Err() == nil {
+		// A hotplug script (block add) timed out: on a loaded host
+		// libxl's 10 s limit is tight. The half-made domain is gone or
+		// goes now; try once more.
+		if id, lerr := m.ts.DomID(context.WithoutCancel(ctx), res.Domain); lerr == nil {
+			m.ts.Destroy(context.WithoutCancel(ctx), id)
+		}
+		domid, err = m.ts.Create(ctx, cfgPath, true)
+	}
 	if err != nil {
 		// A domain may exist even though create failed half-way.
 		if id, lerr := m.ts.DomID(context.WithoutCancel(ctx), res.Domain); lerr == nil {
