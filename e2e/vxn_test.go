@@ -39,7 +39,7 @@ const (
 
 // busyboxApplets are linked in the image's busybox layer: what the checks
 // and container.E2EScript run.
-var busyboxApplets = []string{"sh", "echo", "sleep", "id", "kill", "pwd", "test", "true", "false", "cat", "ls", "env", "date", "head", "seq", "yes", "dd", "uname", "hostname", "free"}
+var busyboxApplets = []string{"sh", "echo", "sleep", "id", "kill", "pwd", "test", "true", "false", "cat", "ls", "env", "date", "head", "seq", "yes", "dd", "uname", "hostname", "free", "tty"}
 
 // busyboxLayer is the base layer that makes the test images runnable.
 func busyboxLayer(busybox string) (v1.Layer, error) {

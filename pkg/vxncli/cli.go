@@ -117,7 +117,11 @@ func (a *App) Main(args []string) int {
 	root := a.Command()
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(a.Stderr, "%s: %v\n", a.Name, err)
+		// One line per error of a joined list (rm a b), each with the
+		// front-end's name.
+		for _, l := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(a.Stderr, "%s: %s\n", a.Name, l)
+		}
 		return ExitVxnError
 	}
 	return a.code
