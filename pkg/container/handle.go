@@ -32,6 +32,12 @@ type Handle struct {
 
 func (h *Handle) dir() string { return filepath.Join(h.RuntimeDir, h.ID) }
 
+// noSuchContainer is the error of Load and Find; it wraps fs.ErrNotExist.
+type noSuchContainer string
+
+func (e noSuchContainer) Error() string { return "no such container: " + string(e) }
+func (e noSuchContainer) Unwrap() error { return fs.ErrNotExist }
+
 func rtDir(d string) string {
 	if d == "" {
 		return DefaultRuntimeDir
@@ -44,10 +50,10 @@ func rtDir(d string) string {
 func Load(runtimeDir, id string) (*Handle, error) {
 	runtimeDir = rtDir(runtimeDir)
 	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." || strings.HasPrefix(id, ".") {
-		return nil, fmt.Errorf("container id %q: %w", id, fs.ErrNotExist)
+		return nil, noSuchContainer(id)
 	}
 	if _, err := os.Stat(filepath.Join(runtimeDir, id, "state.json")); err != nil {
-		return nil, fmt.Errorf("no such container: %s: %w", id, fs.ErrNotExist)
+		return nil, noSuchContainer(id)
 	}
 	return &Handle{RuntimeDir: runtimeDir, ID: id}, nil
 }
@@ -76,7 +82,7 @@ func Find(runtimeDir, ref string) (*Handle, error) {
 	case 1:
 		return &Handle{RuntimeDir: runtimeDir, ID: byPrefix[0].ID}, nil
 	case 0:
-		return nil, fmt.Errorf("no such container: %s: %w", ref, fs.ErrNotExist)
+		return nil, noSuchContainer(ref)
 	}
 	return nil, fmt.Errorf("container id prefix %q is ambiguous (%d containers)", ref, len(byPrefix))
 }
