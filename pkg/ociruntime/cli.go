@@ -132,7 +132,33 @@ func init() {
 
 // Main runs the runtime with the process's arguments (without argv[0]) and
 // returns the exit status.
-func Main(args []string, e Engine) int { return NewRuntime(e).Run(args) }
+func Main(args []string, e Engine) int {
+	os.Setenv("PATH", WithSystemPath(os.Getenv("PATH")))
+	return NewRuntime(e).Run(args)
+}
+
+// systemPath are the directories of the Xen tools and the usual commands.
+var systemPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// WithSystemPath returns PATH with the system directories appended that it
+// lacks: engines run runtimes with a minimal PATH (Podman's has no
+// /usr/sbin, where xl lives), and the monitors inherit it.
+func WithSystemPath(path string) string {
+	have := map[string]bool{}
+	for _, d := range filepath.SplitList(path) {
+		have[d] = true
+	}
+	for _, d := range systemPath {
+		if !have[d] {
+			if path != "" {
+				path += ":"
+			}
+			path += d
+			have[d] = true
+		}
+	}
+	return path
+}
 
 // Run parses args and runs the verb; it returns the exit status: 0, 1 for
 // an error (reported on stderr and in the log), or a foreground exec's

@@ -393,3 +393,15 @@ func TestTerminalNeedsConsoleSocket(t *testing.T) {
 		t.Errorf("terminal container must not inherit the runtime's stdio: %+v", r)
 	}
 }
+
+func TestWithSystemPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"/usr/bin:/bin":    "/usr/bin:/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin",
+		"/opt/x:/usr/sbin": "/opt/x:/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/bin:/sbin:/bin",
+	} {
+		if got := WithSystemPath(in); got != want {
+			t.Errorf("WithSystemPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
