@@ -195,9 +195,12 @@ func (r *Runtime) Run(args []string) int {
 	if p := g.str("log"); p != "" {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
-			return r.fail(fmt.Errorf("--log: %w", err))
+			// Not fatal: a shim cleaning up after a dead shim passes the
+			// log of a bundle that may be gone, and delete must still work.
+			r.log.warnf("--log: %v (logging to stderr)", err)
+		} else {
+			r.log.w, r.closer = f, f
 		}
-		r.log.w, r.closer = f, f
 	}
 	if g.bool("version") {
 		fmt.Fprintf(r.Stdout, "vxn-oci-runtime version %s\nspec: %s\ngo: %s\n", Version, specs.Version, runtime.Version())

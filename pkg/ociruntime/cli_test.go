@@ -284,7 +284,7 @@ func TestErrorsAreRuncStyle(t *testing.T) {
 			t.Errorf("%v: stderr %q", tc.args, h.stderr)
 		}
 	}
-	if code := h.run("delete", "--force", "nope"); code != 0 {
+	if code := h.run("--log", filepath.Join(h.dir, "gone", "log.json"), "delete", "--force", "nope"); code != 0 {
 		t.Errorf("delete --force of a missing container: exit %d %s", code, h.stderr)
 	}
 	if code := h.run("--log-format", "xml", "state", "x"); code != 1 {
