@@ -306,12 +306,6 @@ const engineDiag = "for f in $(find /run/containerd/io.containerd.runtime.v2.tas
 	"for f in /var/log/vxn-oci-runtime*.log /var/log/containerd.log /var/log/dockerd.log; do [ -f $f ] && { echo \"== $f\"; tail -n 20 $f; }; done; " +
 	"echo '== xl list'; xl list; echo '== losetup'; losetup -a"
 
-// timed wraps a Dom0 command so that its output is followed by a line
-// "rc=N ms=M" (exit status and wall time in Dom0).
-func timed(cmd string) string {
-	return "s=$(cut -d' ' -f1 /proc/uptime); " + cmd + "; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo; echo rc=$rc ms=$(awk \"BEGIN{print ($e-$s)*1000}\")"
-}
-
 // TestEngineRuns runs containers as Xen guests through every engine:
 // vctr and ctr (containerd's runc shim with BinaryName), Docker and Podman,
 // checking output and exit codes, and that nothing is left behind.
@@ -330,7 +324,7 @@ func TestEngineRuns(t *testing.T) {
 	before := run(t, "xl list | awk 'NR>1{print $1}' | sort; losetup -a | wc -l").Output
 	cases := []struct {
 		name, cmd, want string
-		rc            int
+		rc              int
 	}{
 		{"vxn-echo", "vxn run --rm " + img + " echo hello", "hello", 0},
 		{"vctr-echo", "vctr run --rm " + img + " e2e-vctr echo hello", "hello", 0},
@@ -342,12 +336,12 @@ func TestEngineRuns(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := runLong(t, timed(c.cmd+" </dev/null 2>/tmp/engine-err"), 300*time.Second)
-			want := fmt.Sprintf("rc=%d ", c.rc)
+			t0 := time.Now()
+			r := runLong(t, c.cmd+" </dev/null 2>/tmp/engine-err; rc=$?; echo; echo rc=$rc", 300*time.Second)
+			// Wall time on the host: Dom0's clock runs at its own pace under TCG.
+			t.Logf("%s: %.1fs", c.cmd, time.Since(t0).Seconds())
+			want := fmt.Sprintf("rc=%d\n", c.rc)
 			ok := strings.Contains(r.Output, want) && (c.want == "" || strings.HasPrefix(r.Output, c.want+"\n"))
-			if i := strings.LastIndex(r.Output, "rc="); i >= 0 {
-				t.Logf("%s: %s", c.cmd, strings.TrimSpace(r.Output[i:]))
-			}
 			if !ok {
 				e := run(t, "cat /tmp/engine-err")
 				d := run(t, engineDiag)
