@@ -333,6 +333,8 @@ func TestEngineRuns(t *testing.T) {
 		{"docker-exit42", "docker run --network=none --rm --runtime vxn " + img + " sh -c 'exit 42'", "", 42},
 		{"podman-echo", "podman run --rm --runtime vxn " + img + " echo hello", "hello", 0},
 		{"podman-exit42", "podman run --rm --runtime vxn " + img + " sh -c 'exit 42'", "", 42},
+		// vxn is Podman's default runtime (containers.conf.d/vxn.conf).
+		{"podman-default-runtime", "podman run --rm " + img + " echo hello", "hello", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
