@@ -43,7 +43,7 @@ func TestVxnLifecycle(t *testing.T) {
 			t.Fatalf("run -d printed no container id:\n%s", out)
 		}
 		expect(t, "ps shows it running", "vxn ps", 60*time.Second, "life", "Up")
-		expect(t, "exec sees the container's filesystem", "vxn exec life cat /etc/app/conf; echo rc=$?", 120*time.Second, "version=1\nrc=0")
+		expect(t, "exec sees the container's filesystem", "vxn exec life cat /etc/app/conf; echo rc=$?", 120*time.Second, "version=2\nrc=0")
 		expect(t, "exec exit status", "vxn exec life sh -c 'exit 7'; echo rc=$?", 120*time.Second, "rc=7")
 		expect(t, "exec as another user, with env", "vxn exec -u 0 -e X=y life sh -c 'echo $(id -u) $X'", 120*time.Second, "0 y")
 		expect(t, "logs: stdout", "vxn logs life 2>/dev/null", 60*time.Second, "started")
