@@ -21,6 +21,8 @@ func TestOCIRuntime(t *testing.T) {
 	if r := runLong(t, "ctr images pull --plain-http "+img+" >/dev/null 2>&1; echo rc=$?", 300*time.Second); !strings.Contains(r.Output, "rc=0") {
 		t.Fatalf("ctr pull: %s", r.Output)
 	}
+	// withRC appends the command's exit status as a line "rc=N ".
+	withRC := func(cmd string) string { return cmd + "; rc=$?; echo; echo \"rc=$rc \"" }
 	before := run(t, "xl list | awk 'NR>1{print $1}' | sort").Output
 	diag := func() string {
 		return tail(run(t, "ctr task ls; for f in $(find /run/containerd/io.containerd.runtime.v2.task -name log.json); do echo \"== $f\"; tail -c 1500 $f; done; xl list").Output, 4000)
@@ -41,7 +43,7 @@ func TestOCIRuntime(t *testing.T) {
 		}
 	}
 	// The first run waits for the guest to boot; the others are quick.
-	if r := runLong(t, timed("vctr run -d "+img+" oci-d sleep 600 </dev/null >/dev/null 2>/tmp/oci-err"), 300*time.Second); !strings.Contains(r.Output, "rc=0") {
+	if r := runLong(t, withRC("vctr run -d "+img+" oci-d sleep 600 </dev/null >/dev/null 2>/tmp/oci-err"), 300*time.Second); !strings.Contains(r.Output, "rc=0") {
 		t.Fatalf("vctr run -d: %s\n%s\n%s", r.Output, run(t, "cat /tmp/oci-err").Output, diag())
 	}
 	status("oci-d", "RUNNING")
@@ -50,7 +52,7 @@ func TestOCIRuntime(t *testing.T) {
 
 	t.Run("exec", func(t *testing.T) {
 		// The exec sees the container's file system (busybox's passwd).
-		r := runLong(t, timed("ctr task exec --exec-id e1 oci-d sh -c 'echo exec-ok; head -1 /etc/passwd; exit 3' </dev/null"), 300*time.Second)
+		r := runLong(t, withRC("ctr task exec --exec-id e1 oci-d sh -c 'echo exec-ok; head -1 /etc/passwd; exit 3' </dev/null"), 300*time.Second)
 		t.Logf("exec: %s", strings.TrimSpace(r.Output))
 		if !strings.Contains(r.Output, "exec-ok\n") || !strings.Contains(r.Output, "root:x:0:0") || !strings.Contains(r.Output, "rc=3 ") {
 			t.Errorf("exec: want exec-ok, busybox's passwd and rc=3, got:\n%s\n%s", r.Output, diag())
