@@ -194,6 +194,9 @@ func (g *guest) main() int {
 	if err := loadModules(filepath.Join("/lib/modules", rel, "vxn.modules"), g.logf); err != nil {
 		g.logf("modules: %v", err) // not fatal: a later mount says what is missing
 	}
+	// The module files live in RAM (the initramfs); loaded, they are only
+	// taking memory from the container (3 MB of a 64 MB guest).
+	os.RemoveAll("/lib/modules")
 	initDur := time.Since(g.t0)
 	ready, _ := json.Marshal(guestproto.ReadyInfo{Version: 1, UptimeMS: uptime().Milliseconds(), InitMS: initDur.Milliseconds(), Kernel: rel})
 	signal.Ignore(syscall.SIGPIPE)

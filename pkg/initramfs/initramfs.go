@@ -2,8 +2,16 @@
 // vxn-init binary as /init (and /sbin/poweroff), the kernel modules it
 // needs with their dependencies, and the load order vxn-init follows.
 //
-// The archive is a gzip-compressed newc cpio written with u-root's
-// pkg/cpio (pure Go, writes device nodes without root). Directory records
+// The archive is a newc cpio written with u-root's pkg/cpio (pure Go,
+// writes device nodes without root) in two parts, as the kernel accepts
+// (and distributions use for early microcode): a small uncompressed cpio
+// with the directories and device nodes, then a gzip-compressed cpio with
+// the files. The uncompressed head matters under Xen: libxenguest up to
+// Xen 4.19 gunzips a gzip ramdisk into guest memory before the guest
+// runs, which makes the domain need the unpacked size (5.5 MB instead of
+// 1.9 MB) on top of the kernel; with a head that is not gzip it loads the
+// blob as is and the guest kernel unpacks it (see pkg/hostimage/vmlinux.go
+// for the memory figures). Directory records
 // are explicit (u-root's WriteRecordsAndDirs would invent parents with mode
 // 0777), /dev/console and /dev/null are character devices so the kernel can
 // open the initial console before devtmpfs is mounted, and every record is
@@ -84,7 +92,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Write writes the gzip-compressed cpio archive to w.
+// Write writes the archive (uncompressed head, gzip-compressed files) to w.
 func Write(w io.Writer, opt Options) (*Info, error) {
 	if len(opt.Init) == 0 {
 		return nil, fmt.Errorf("initramfs: no init binary")
@@ -107,9 +115,10 @@ func Write(w io.Writer, opt Options) (*Info, error) {
 	recs = append(recs,
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.CharDev("dev/null", 0o666, 1, 3),
-		cpio.StaticRecord(opt.Init, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}),
 		cpio.Symlink("sbin/poweroff", "/init"),
 	)
+	head := len(recs) // the uncompressed part
+	recs = append(recs, cpio.StaticRecord(opt.Init, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}))
 	if opt.ModDir != "" {
 		rel := opt.Release
 		if rel == "" {
@@ -134,25 +143,47 @@ func Write(w io.Writer, opt Options) (*Info, error) {
 		recs = append(recs, cpio.StaticRecord([]byte(order), cpio.Info{Name: base + "/vxn.modules", Mode: cpio.S_IFREG | 0o644}))
 		info.Modules, info.Builtin = set.Order, set.Builtin
 	}
+	// Directories first (the module directories were added last).
+	var dirRecs, fileRecs []cpio.Record
+	for i, r := range recs {
+		if i < head || r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			dirRecs = append(dirRecs, r)
+		} else {
+			fileRecs = append(fileRecs, r)
+		}
+	}
+	cpio.MakeAllReproducible(dirRecs)
+	cpio.MakeAllReproducible(fileRecs)
 	cw := &countWriter{w: w}
+	if err := writeCpio(cw, dirRecs); err != nil {
+		return nil, err
+	}
+	headLen := cw.n
 	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
 	if err != nil {
 		return nil, err
 	}
 	raw := &countWriter{w: zw}
-	rw := cpio.Newc.Writer(raw)
-	cpio.MakeAllReproducible(recs)
-	if err := cpio.WriteRecords(rw, recs); err != nil {
-		return nil, fmt.Errorf("initramfs: %w", err)
-	}
-	if err := cpio.WriteTrailer(rw); err != nil {
-		return nil, fmt.Errorf("initramfs: %w", err)
+	if err := writeCpio(raw, fileRecs); err != nil {
+		return nil, err
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	info.Raw, info.Compressed = raw.n, cw.n
+	info.Raw, info.Compressed = headLen+raw.n, cw.n
 	return info, nil
+}
+
+// writeCpio writes recs and the trailer as one newc archive.
+func writeCpio(w io.Writer, recs []cpio.Record) error {
+	rw := cpio.Newc.Writer(w)
+	if err := cpio.WriteRecords(rw, recs); err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	if err := cpio.WriteTrailer(rw); err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	return nil
 }
 
 // WriteFile writes the initramfs to path (atomically, via a temp file).

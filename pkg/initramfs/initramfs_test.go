@@ -28,9 +28,25 @@ func cachedKernel(t testing.TB) (vmlinuz, modDir string) {
 	return k[0], m[0]
 }
 
+// readArchive parses the initramfs as the kernel does: an uncompressed
+// cpio head, zero padding, then a gzip-compressed cpio. It checks that the
+// file does not start as gzip (libxenguest would gunzip it into guest
+// memory).
 func readArchive(t *testing.T, b []byte) map[string]cpio.Record {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+		t.Fatal("initramfs starts with a gzip header")
+	}
+	end := bytes.Index(b, []byte("TRAILER!!!\x00"))
+	if end < 0 {
+		t.Fatal("no uncompressed cpio head")
+	}
+	end += len("TRAILER!!!\x00")
+	head := b[:end]
+	for end < len(b) && b[end] == 0 {
+		end++
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b[end:]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,16 +54,21 @@ func readArchive(t *testing.T, b []byte) map[string]cpio.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]cpio.Record{}
-	for _, r := range recs {
-		if _, dup := out[r.Name]; dup {
-			t.Errorf("duplicate record %s", r.Name)
+	for _, part := range [][]byte{head, raw} {
+		recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(part)))
+		if err != nil {
+			t.Fatal(err)
 		}
-		out[r.Name] = r
+		for _, r := range recs {
+			if _, dup := out[r.Name]; dup {
+				t.Errorf("duplicate record %s", r.Name)
+			}
+			if r.Mode&cpio.S_IFMT == cpio.S_IFDIR && &part[0] != &head[0] {
+				t.Errorf("directory %s after the head", r.Name)
+			}
+			out[r.Name] = r
+		}
 	}
 	return out
 }
