@@ -650,6 +650,21 @@ func TestTTY(t *testing.T) {
 	spec := &guestproto.Spec{Args: []string{"helper", "tty"}, Env: []string{"VXN_INIT_HELPER=1"}, TTY: true, Stdin: true}
 	tg := startGuest(t, root, spec, func(tg *testGuest) {
 		tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 30, Cols: 100}))
+		// In the guest the Window frame is handled before the Spec frame
+		// that starts the process; here the process starts directly, so
+		// wait until the console reader has stored the size.
+		for i := 0; ; i++ {
+			tg.g.mu.Lock()
+			ws := tg.g.windows[0]
+			tg.g.mu.Unlock()
+			if ws.Row == 30 {
+				break
+			}
+			if i == 1000 {
+				t.Fatal("window size not stored within 10s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	})
 	tg.waitFor(guestproto.TypeStdout, "ready")
 	tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 40, Cols: 120}))
