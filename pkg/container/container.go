@@ -145,6 +145,9 @@ type Timings struct {
 	Prepare time.Duration
 	// Create is `xl create -p`.
 	Create time.Duration
+	// Attach is attaching the console and unpausing (xl console, xl
+	// unpause).
+	Attach time.Duration
 	// Boot is unpause to vxn-init's Ready (kernel boot, module loading).
 	Boot time.Duration
 	// InitToExec is vxn-init's own time from its start to the exec of the

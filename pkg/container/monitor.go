@@ -294,6 +294,7 @@ func (m *monitor) run(ctx context.Context) (err error) {
 		return err
 	}
 	res.Timings.Create = time.Since(t1)
+	ta := time.Now()
 	con, err = m.ts.Console(ctx, domid)
 	if err != nil {
 		return fmt.Errorf("attaching the guest console: %w", err)
@@ -301,6 +302,7 @@ func (m *monitor) run(ctx context.Context) (err error) {
 	if err := m.ts.Unpause(ctx, domid); err != nil {
 		return fmt.Errorf("starting the guest: %w", err)
 	}
+	res.Timings.Attach = time.Since(ta)
 	code, err := m.session(ctx, domid, con, time.Now())
 	res.ExitCode = code
 	return err

@@ -402,6 +402,7 @@ func timings(pull, disk time.Duration, diskHit bool, r *container.Result, total 
 	if diskHit {
 		hit = "cached"
 	}
-	return fmt.Sprintf("vxn: timings: pull %s, disk %s (%s), prepare %s, create %s, boot %s, init-to-exec %s, run %s, cleanup %s, total %s; host-side preparation %s",
-		ms(pull), ms(disk), hit, ms(t.Prepare), ms(t.Create), ms(t.Boot), ms(t.InitToExec), ms(t.Run), ms(t.Cleanup), ms(total), ms(total-t.Create-t.Boot-t.Run-t.Cleanup))
+	return fmt.Sprintf("vxn: timings: pull %s, disk %s (%s), prepare %s, create %s, attach %s, boot %s, init-to-exec %s, run %s, cleanup %s, total %s; host-side preparation %s",
+		ms(pull), ms(disk), hit, ms(t.Prepare), ms(t.Create), ms(t.Attach), ms(t.Boot), ms(t.InitToExec), ms(t.Run), ms(t.Cleanup), ms(total),
+		ms(total-t.Create-t.Attach-t.Boot-t.Run-t.Cleanup))
 }
