@@ -61,7 +61,10 @@ func TestExecParsers(t *testing.T) {
 		{"data short", func() error { _, err := ParseExecData([]byte{0, 0, 0, 1}); return err }, false},
 		{"data stream 3", func() error { _, err := ParseExecData([]byte{0, 0, 0, 1, 3}); return err }, false},
 		{"exit ok", func() error { _, err := ParseExecExit([]byte(`{"id":2,"status":137}`)); return err }, true},
-		{"exit start failure", func() error { _, err := ParseExecExit([]byte(`{"id":2,"status":-1,"error":"no such file"}`)); return err }, true},
+		{"exit start failure", func() error {
+			_, err := ParseExecExit([]byte(`{"id":2,"status":-1,"error":"no such file"}`))
+			return err
+		}, true},
 		{"exit 256", func() error { _, err := ParseExecExit([]byte(`{"id":2,"status":256}`)); return err }, false},
 		{"signal ok", func() error { _, _, err := ParseExecSignal(FormatSignal(3, 15)); return err }, true},
 		{"signal 0", func() error { _, _, err := ParseExecSignal([]byte("3 0")); return err }, false},
