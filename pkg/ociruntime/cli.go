@@ -290,6 +290,16 @@ func ValidateID(id string) error {
 }
 
 // oneID returns the single container id argument of a verb.
+// loadOne loads the container named by the verb's only argument.
+func (r *Runtime) loadOne(fs *flagSet) (string, Container, error) {
+	id, err := oneID(fs, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := r.load(id)
+	return id, c, err
+}
+
 func oneID(fs *flagSet, extra int) (string, error) {
 	if len(fs.args) < 1 {
 		return "", usagef("%s: missing the container id", fs.verb)
@@ -452,11 +462,7 @@ func writePidFile(path string, pid int) error {
 }
 
 func (r *Runtime) start(ctx context.Context, fs *flagSet) (int, error) {
-	id, err := oneID(fs, 0)
-	if err != nil {
-		return 0, err
-	}
-	c, err := r.load(id)
+	id, c, err := r.loadOne(fs)
 	if err != nil {
 		return 0, err
 	}
@@ -495,11 +501,7 @@ type State struct {
 const ociVersion = "1.0.2"
 
 func (r *Runtime) state(ctx context.Context, fs *flagSet) (int, error) {
-	id, err := oneID(fs, 0)
-	if err != nil {
-		return 0, err
-	}
-	c, err := r.load(id)
+	id, c, err := r.loadOne(fs)
 	if err != nil {
 		return 0, err
 	}
@@ -823,11 +825,7 @@ func checkNumericUser(u string) error {
 }
 
 func (r *Runtime) pause(ctx context.Context, fs *flagSet) (int, error) {
-	id, err := oneID(fs, 0)
-	if err != nil {
-		return 0, err
-	}
-	c, err := r.load(id)
+	id, c, err := r.loadOne(fs)
 	if err != nil {
 		return 0, err
 	}
@@ -838,11 +836,7 @@ func (r *Runtime) pause(ctx context.Context, fs *flagSet) (int, error) {
 }
 
 func (r *Runtime) resume(ctx context.Context, fs *flagSet) (int, error) {
-	id, err := oneID(fs, 0)
-	if err != nil {
-		return 0, err
-	}
-	c, err := r.load(id)
+	id, c, err := r.loadOne(fs)
 	if err != nil {
 		return 0, err
 	}
