@@ -306,17 +306,24 @@ const engineDiag = "for f in $(find /run/containerd/io.containerd.runtime.v2.tas
 	"for f in /var/log/vxn-oci-runtime*.log /var/log/containerd.log /var/log/dockerd.log; do [ -f $f ] && { echo \"== $f\"; tail -n 20 $f; }; done; " +
 	"echo '== xl list'; xl list; echo '== losetup'; losetup -a"
 
-// TestEngineRuns runs containers as Xen guests through every engine:
-// vctr and ctr (containerd's runc shim with BinaryName), Docker and Podman,
-// checking output and exit codes, and that nothing is left behind.
-func TestEngineRuns(t *testing.T) {
+// engineImage waits for the engines and returns the registry's busybox
+// image, failing the test when a runtime binary or the registry is missing.
+func engineImage(t *testing.T) string {
+	t.Helper()
 	vm(t)
 	need(t, ociRuntime, vctrBinary)
 	enginesReady(t)
 	if testRegistry.dom0 == "" {
 		t.Fatal("setup did not start the test registry")
 	}
-	img := registryRef(regBusybox)
+	return registryRef(regBusybox)
+}
+
+// TestEngineRuns runs containers as Xen guests through every engine:
+// vctr and ctr (containerd's runc shim with BinaryName), Docker and Podman,
+// checking output and exit codes, and that nothing is left behind.
+func TestEngineRuns(t *testing.T) {
+	img := engineImage(t)
 	r := runLong(t, "ctr images pull --plain-http "+img+" >/dev/null 2>&1; docker pull -q "+img+" >/dev/null 2>&1; podman pull -q "+img+" >/dev/null 2>&1; echo ok", 300*time.Second)
 	if !strings.Contains(r.Output, "ok") {
 		t.Fatalf("pulls: %s", r.Output)

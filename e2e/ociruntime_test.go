@@ -11,13 +11,7 @@ import (
 // exec with its exit code, pause/resume, SIGTERM reported as 143, delete,
 // and nothing left behind.
 func TestOCIRuntime(t *testing.T) {
-	vm(t)
-	need(t, ociRuntime, vctrBinary)
-	enginesReady(t)
-	if testRegistry.dom0 == "" {
-		t.Fatal("setup did not start the test registry")
-	}
-	img := registryRef(regBusybox)
+	img := engineImage(t)
 	if r := runLong(t, "ctr images pull --plain-http "+img+" >/dev/null 2>&1; echo rc=$?", 300*time.Second); !strings.Contains(r.Output, "rc=0") {
 		t.Fatalf("ctr pull: %s", r.Output)
 	}

@@ -74,14 +74,7 @@ func (s *ExecSpec) Marshal() ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxPayload {
-		return nil, fmt.Errorf("exec spec is %d bytes encoded, the limit is %d", len(b), MaxPayload)
-	}
-	return b, nil
+	return marshalPayload("exec spec", s)
 }
 
 // ParseExecSpec decodes and validates a TypeExec payload.

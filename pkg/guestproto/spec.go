@@ -118,12 +118,18 @@ func (s *Spec) Marshal() ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(s)
+	return marshalPayload("job spec", s)
+}
+
+// marshalPayload encodes v as JSON for one control frame, refusing what
+// does not fit in MaxPayload.
+func marshalPayload(what string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > MaxPayload {
-		return nil, fmt.Errorf("job spec is %d bytes encoded, the limit is %d (too much environment?)", len(b), MaxPayload)
+		return nil, fmt.Errorf("%s is %d bytes encoded, the limit is %d (too much environment?)", what, len(b), MaxPayload)
 	}
 	return b, nil
 }
