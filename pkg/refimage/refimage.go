@@ -25,17 +25,30 @@ import (
 	"github.com/vxn-dev/vxn/pkg/sparse"
 )
 
-// DefaultConf is the configuration bundled when no --conf is given: the
-// reference guest, autostarted.
+// DefaultConf is the local.conf used when no --conf is given: the spec's
+// line bundling the reference guest, autostarted.
 //
-//go:embed local.conf
+//go:embed conf/local.conf
 var DefaultConf []byte
+
+// MachineConf is the reference machines' configuration, read before any
+// local.conf (the user's or DefaultConf): weak defaults (??=) for what the
+// reference guest needs to boot with the shared kernel — its initramfs,
+// console=hvc0 and root device — so that a local.conf holding only the
+// spec's lines bundles a guest that boots, and any local.conf line wins.
+//
+//go:embed conf/machine.conf
+var MachineConf []byte
+
+// MachineConfName is the name MachineConf's lines are reported under.
+const MachineConfName = "refimage/conf/machine.conf"
 
 // Options configure Build.
 type Options struct {
 	// Host configures the host image build; Host.OutDir is required.
 	Host hostimage.Options
-	// Confs are bitbake-style configuration files; nil means DefaultConf.
+	// Confs are bitbake-style configuration files (local.conf); nil means
+	// DefaultConf. MachineConf is always read before them.
 	Confs []string
 	// Extra is appended configuration text (e.g. more guests).
 	Extra string
@@ -193,8 +206,11 @@ func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, 
 		image = hostimage.HostImageName
 	}
 	d := bbconf.New(bbconf.Options{Overrides: []string{"class-target", "linux", "pn-" + image, machine}})
+	if err := d.Parse(MachineConfName, MachineConf); err != nil {
+		return nil, plan.Env{}, err
+	}
 	if len(opts.Confs) == 0 {
-		if err := d.Parse("refimage/local.conf", DefaultConf); err != nil {
+		if err := d.Parse("refimage/conf/local.conf", DefaultConf); err != nil {
 			return nil, plan.Env{}, err
 		}
 	}
