@@ -2,6 +2,7 @@ package hostimage
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -38,7 +39,9 @@ func TestScriptSyntax(t *testing.T) {
 		t.Skipf("no sh: %v", err)
 	}
 	for name, s := range map[string]string{"network": dom0Network, "udhcpc.script": udhcpcScript, "engines": enginesScript,
-		"initramfs init": initramfsInit, "rcS": rcS, "rcK": rcK} {
+		"initramfs init": initramfsInit, "rcS": rcS, "rcK": rcK,
+		"block": fmt.Sprintf(blockScript, "usr/lib/xen-4.17"), "xendomains-check": fmt.Sprintf(autostartCheck, "usr/lib/xen-4.17", AutostartStatusFile),
+		"xendomains-boot": fmt.Sprintf(xendomainsWrap, "usr/lib/xen-4.17")} {
 		cmd := exec.Command(sh, "-n")
 		cmd.Stdin = strings.NewReader(s)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -602,6 +602,7 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 		{"etc/modules.load", strings.Join(dom0Set.Order, "\n") + "\n", 0o644},
 		{"etc/init.d/xen-toolstack", fmt.Sprintf(xenToolstack, b.m.XenLibDir), 0o755},
 		{"etc/init.d/xendomains-boot", fmt.Sprintf(xendomainsWrap, b.m.XenLibDir), 0o755},
+		{"usr/sbin/xendomains-check", fmt.Sprintf(autostartCheck, b.m.XenLibDir, AutostartStatusFile), 0o755},
 		{"etc/default/xendomains", defaultXendomains, 0o644},
 		{"etc/init.d/network", dom0Network, 0o755},
 		{"etc/udhcpc.script", udhcpcScript, 0o755},
@@ -611,6 +612,14 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 		if err := writeFile(root, f.rel, f.content, f.perm); err != nil {
 			return err
 		}
+	}
+	// Our block hotplug script in place of Debian's (kept as block-debian).
+	scripts := filepath.Join(root, "etc/xen/scripts")
+	if err := os.Rename(filepath.Join(scripts, "block"), filepath.Join(scripts, "block-debian")); err != nil {
+		return fmt.Errorf("keep Debian's block script as block-debian: %w", err)
+	}
+	if err := writeFile(root, "etc/xen/scripts/block", fmt.Sprintf(blockScript, b.m.XenLibDir), 0o755); err != nil {
+		return err
 	}
 	for _, l := range [][2]string{
 		{"etc/rcS.d/S20xen-toolstack", "../init.d/xen-toolstack"},

@@ -132,10 +132,21 @@ stop)
 esac
 `
 
-// xendomainsWrap runs the real Debian xendomains script and prints a
-// marker for boot timing.
+// xendomainsWrap runs the real Debian xendomains script, prints a marker
+// for boot timing and, at start, keeps xendomains' output for the
+// autostart check and starts that check in the background (xendomains
+// reports success even when a guest failed to start).
 const xendomainsWrap = `#!/bin/sh
 export PATH=/%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if [ "$1" = start ]; then
+	mkdir -p /run/xen
+	/etc/init.d/xendomains start > /run/xen/xendomains-start.log 2>&1
+	rc=$?
+	cat /run/xen/xendomains-start.log
+	echo "vxn-dom0: xendomains start done rc=$rc"
+	/usr/sbin/xendomains-check < /dev/null > /dev/null 2>&1 &
+	exit $rc
+fi
 /etc/init.d/xendomains "$@"
 rc=$?
 echo "vxn-dom0: xendomains $1 done rc=$rc"
@@ -271,4 +282,146 @@ bound|renew)
 	;;
 esac
 exit 0
+`
+
+// blockScript is /etc/xen/scripts/block of the reference Dom0 (busybox sh),
+// in place of Debian's bash script, whose locking and forks take 13–60 s
+// per disk under TCG and outlive libxl's fixed hotplug timeout on a busy
+// host. It does what libxl needs for the disks xenbundle and vxn write
+// (file-backed raw images and phy: block devices, modes r and w): a loop
+// device for a file (read-only for mode r), physical-device (hex
+// major:minor), physical-device-path and hotplug-status in the backend's
+// xenstore directory; on remove it detaches the loop device it attached.
+// It keeps the one sharing check that protects data: a file is not
+// attached for writing while it is attached elsewhere, nor read-only while
+// it is attached for writing. Errors go to hotplug-error, which libxl
+// prints. Debian's script stays as block-debian (xl disk option
+// script=block-debian).
+const blockScript = `#!/bin/sh
+export PATH=${PATH:+$PATH:}/%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin
+dir=$XENBUS_PATH
+fail() {
+	echo "block: $*" >&2
+	[ -n "$dir" ] && xenstore-write "$dir/hotplug-error" "$*" "$dir/hotplug-status" error 2>/dev/null
+	exit 1
+}
+[ -n "$dir" ] || fail "XENBUS_PATH is not set (libxl runs this script)"
+case "$1" in
+add)
+	params=$(xenstore-read "$dir/params") || fail "cannot read $dir/params"
+	mode=$(xenstore-read "$dir/mode" 2>/dev/null)
+	if [ -b "$params" ]; then
+		dev=$params
+	elif [ -f "$params" ]; then
+		mkdir -p /run/xen
+		exec 9>/run/xen/block.lock
+		command -v flock >/dev/null && flock 9
+		ro=-r
+		case "$mode" in w*) ro= ;; esac
+		while read -r name rof; do
+			[ -n "$name" ] || continue
+			if [ -z "$ro" ]; then
+				fail "$params is in use by $name; refusing to attach it for writing"
+			elif [ "$rof" = 0 ]; then
+				fail "$params is attached for writing by $name; refusing to share it"
+			fi
+		done <<END
+$(losetup -n -O NAME,RO -j "$params" 2>/dev/null)
+END
+		dev=$(losetup -f --show $ro "$params") || fail "losetup $ro $params failed"
+		xenstore-write "$dir/node" "$dev"
+		exec 9>&-
+	else
+		fail "$params is neither a block device nor a regular file"
+	fi
+	mm=$(stat -L -c %%t:%%T "$dev") || fail "stat $dev failed"
+	xenstore-write "$dir/physical-device" "$mm" "$dir/physical-device-path" "$dev" "$dir/hotplug-status" connected ||
+		fail "cannot write to $dir"
+	;;
+remove)
+	node=$(xenstore-read "$dir/node" 2>/dev/null)
+	case "$node" in /dev/loop*) losetup -d "$node" 2>/dev/null ;; esac
+	;;
+esac
+exit 0
+`
+
+// AutostartStatusFile is where the Dom0 boot writes the state of each
+// autostart guest: one line "NAME ok|FAILED DETAIL" per guest in
+// /etc/xen/auto, then a last line "done ok=N failed=M". Until that line
+// is there the check is still running ("pending" is its first line).
+const AutostartStatusFile = "/run/xen/autostart.status"
+
+// autostartCheck runs in the background after xendomains has started the
+// guests of /etc/xen/auto (xendomainsWrap). A guest that xendomains did not
+// start is created once more after a short pause (a hotplug script that
+// timed out on a busy host is the usual cause); a guest still not running
+// is reported with libxl's error lines. A started guest is watched until
+// its console shows a login prompt, or for the first WINDOW seconds
+// (default 60): a domain that disappears (crashed, destroyed) or whose
+// console shows a kernel panic is reported with the last lines of its
+// console. Each result goes to the console and to AutostartStatusFile.
+const autostartCheck = `#!/bin/sh
+export PATH=/%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin
+status=%[2]s
+startlog=/run/xen/xendomains-start.log
+work=/run/xen/autostart
+window=${1:-60}
+mkdir -p "$work"
+rm -f "$work"/*
+echo pending > "$status.tmp" && mv "$status.tmp" "$status"
+say() { echo "vxn-dom0: autostart: $*" > /dev/console; }
+flat() { tr -d '\r' | grep -v '^[[:space:]]*$' | tail -n "$1" | sed 's/^[[:space:]]*//' | tr '\n' '|' | sed 's/|$//; s/|/ | /g'; }
+result() { # name state detail
+	echo "$1 $2 $3" >> "$work/results"
+	say "$1 $2: $3"
+}
+now() { cut -d. -f1 /proc/uptime; }
+names=""
+for cfg in /etc/xen/auto/*; do
+	[ -f "$cfg" ] || continue
+	n=$(sed -n "s/^[[:space:]]*name[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" "$cfg" | head -n 1)
+	[ -n "$n" ] || n=$(basename "$cfg" .cfg)
+	id=$(xl domid "$n" 2>/dev/null)
+	if [ -z "$id" ]; then
+		why=$(awk -v n="$n" '/Starting Xen domain/ {on = index($0, "domain " n " ") > 0; next} on' "$startlog" 2>/dev/null | grep -i -e error -e fail | flat 3)
+		say "$n did not start (${why:-no error line from xendomains}); retrying in 5 s"
+		sleep 5
+		if xl create "$cfg" > "$work/$n.retry" 2>&1; then
+			id=$(xl domid "$n" 2>/dev/null)
+			echo retried > "$work/$n.note"
+		else
+			result "$n" FAILED "not started by xendomains nor by a retry: $(grep -i -e error -e fail "$work/$n.retry" | flat 3)"
+			continue
+		fi
+	fi
+	echo "$id" > "$work/$n.id"
+	now > "$work/$n.t0"
+	names="$names $n"
+done
+while [ -n "$names" ]; do
+	left=""
+	for n in $names; do
+		id=$(cat "$work/$n.id"); t0=$(cat "$work/$n.t0")
+		log=/var/log/xen/console/guest-$n.log
+		age=$(( $(now) - t0 ))
+		note=""; [ -f "$work/$n.note" ] && note=" (started by the retry)"
+		if ! xenstore-read "/local/domain/$id/name" >/dev/null 2>&1; then
+			result "$n" FAILED "domain $id gone ${age} s after start (crashed or destroyed)$note; console: $(flat 5 < "$log" 2>/dev/null)"
+		elif grep -q 'Kernel panic' "$log" 2>/dev/null; then
+			result "$n" FAILED "kernel panic$note; console: $(grep -A 2 'Kernel panic' "$log" | flat 3)"
+		elif grep -q 'login:' "$log" 2>/dev/null; then
+			result "$n" ok "login prompt ${age} s after start$note"
+		elif [ "$age" -ge "$window" ]; then
+			result "$n" ok "running for ${age} s$note"
+		else
+			left="$left $n"
+		fi
+	done
+	names=$left
+	[ -n "$names" ] && sleep 2
+done
+ok=$(grep -c ' ok ' "$work/results" 2>/dev/null); failed=$(grep -c ' FAILED ' "$work/results" 2>/dev/null)
+{ cat "$work/results" 2>/dev/null; echo "done ok=${ok:-0} failed=${failed:-0}"; } > "$status.tmp" && mv "$status.tmp" "$status"
+say "done ok=${ok:-0} failed=${failed:-0}"
 `

@@ -107,7 +107,7 @@ the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
 func bootCommand() *cobra.Command {
 	var o qemu.Options
 	var runs []string
-	var interactive bool
+	var interactive, allowAutoFail bool
 	cmd := &cobra.Command{
 		Use:   "boot [IMAGE_DIR|qemuboot.json] [--run CMD]...",
 		Short: "Boot a built host image under QEMU (runqemu for Xen)",
@@ -115,9 +115,13 @@ func bootCommand() *cobra.Command {
 autostarted guests. KVM is used when /dev/kvm can run Xen, TCG otherwise
 (--no-kvm forces it; the boot timeout is then scaled x4).
 
-With --run, it waits for the dom0 shell, runs each command in dom0, prints
-its output and exit status, powers off cleanly and prints the boot phase
-timings; the exit status is 0 only if every command succeeded. Without
+With --run, it waits for the dom0 shell and for the Dom0's report on the
+autostart guests (each one reached its login prompt, stayed up through its
+first minute, or failed: with libxl's error or its console's last lines;
+also in /run/xen/autostart.status), runs each command in dom0, prints its
+output and exit status, powers off cleanly and prints the boot phase
+timings; the exit status is 0 only if every command succeeded and every
+autostart guest came up (--allow-autostart-failure drops the latter). Without
 --run (or with --interactive) the serial console is on stdio: log in as root,
 "poweroff" to leave (Ctrl-A X kills QEMU).`,
 		Example: `  xenbundle boot --run "xl list" --run "xl info | grep free_memory"
@@ -145,7 +149,7 @@ timings; the exit status is 0 only if every command succeeded. Without
 				c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
 				return c.Run()
 			}
-			return bootAndRun(cmd, d, o, runs)
+			return bootAndRun(cmd, d, o, runs, allowAutoFail)
 		},
 	}
 	f := cmd.Flags()
@@ -161,10 +165,11 @@ timings; the exit status is 0 only if every command succeeded. Without
 	f.StringVar(&o.LogFile, "log", "", "write the timestamped serial console to this file")
 	f.StringArrayVar(&runs, "run", nil, "command to run in dom0 (repeatable); non-interactive mode")
 	f.BoolVar(&interactive, "interactive", false, "serial console on stdio")
+	f.BoolVar(&allowAutoFail, "allow-autostart-failure", false, "with --run: exit 0 even when an autostart guest did not start or did not stay up")
 	return cmd
 }
 
-func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []string) error {
+func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []string, allowAutoFail bool) error {
 	w := cmd.OutOrStdout()
 	ctx := cmd.Context()
 	start := time.Now()
@@ -174,21 +179,22 @@ func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []s
 	}
 	defer vm.Kill()
 	fmt.Fprintf(w, "booted %s under %s in %.1fs\n", d.Machine, vm.Accel(), time.Since(start).Seconds())
-	// First autostarted guest: its console log shows a login prompt.
-	if out, err := vm.Run(ctx, "ls /etc/xen/auto/*.cfg 2>/dev/null | wc -l"); err == nil && strings.TrimSpace(out.Output) != "0" {
-		wctx, cancel := context.WithTimeout(ctx, 60*time.Second*time.Duration(vm.Scale()))
-		for wctx.Err() == nil {
-			r, err := vm.Run(wctx, "grep -l 'login:' /var/log/xen/console/guest-*.log 2>/dev/null")
-			if err != nil {
-				break
-			}
-			if r.Status == 0 {
-				vm.Mark("guest-up")
-				break
-			}
-			time.Sleep(time.Second)
+	// The autostart check of the Dom0 boot (xendomains-check) reports
+	// every guest of /etc/xen/auto once it reached its login prompt, stayed
+	// up through its first minute, or failed.
+	var autoFailed []string
+	if out, err := vm.Run(ctx, "ls /etc/xen/auto/ 2>/dev/null | wc -l"); err == nil && strings.TrimSpace(out.Output) != "0" {
+		report, err := waitAutostart(ctx, vm)
+		if err != nil {
+			return err
 		}
-		cancel()
+		fmt.Fprintln(w, "autostart guests:")
+		for _, l := range report {
+			fmt.Fprintf(w, "  %s\n", l)
+			if f := strings.Fields(l); len(f) > 1 && f[1] == "FAILED" {
+				autoFailed = append(autoFailed, f[0])
+			}
+		}
 	}
 	failed := 0
 	for _, c := range runs {
@@ -217,5 +223,38 @@ func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []s
 	if failed > 0 {
 		return errors.New(fmt.Sprint(failed, " dom0 command(s) failed"))
 	}
+	if len(autoFailed) > 0 && !allowAutoFail {
+		return fmt.Errorf("autostart guest(s) failed: %s (see their lines above; --allow-autostart-failure accepts this)", strings.Join(autoFailed, ", "))
+	}
 	return nil
+}
+
+// waitAutostart waits for the Dom0's autostart report (hostimage's
+// AutostartStatusFile) to be complete and returns its guest lines. The
+// first autostarted guest's login prompt is marked as the "guest-up" phase.
+func waitAutostart(ctx context.Context, vm *qemu.VM) ([]string, error) {
+	wctx, cancel := context.WithTimeout(ctx, 150*time.Second*time.Duration(vm.Scale()))
+	defer cancel()
+	marked := false
+	for {
+		if !marked {
+			if r, err := vm.Run(wctx, "grep -l 'login:' /var/log/xen/console/guest-*.log 2>/dev/null"); err == nil && r.Status == 0 {
+				vm.Mark("guest-up")
+				marked = true
+			}
+		}
+		r, err := vm.Run(wctx, "cat "+hostimage.AutostartStatusFile+" 2>/dev/null")
+		if err != nil {
+			return nil, fmt.Errorf("autostart report: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(r.Output), "\n")
+		if last := lines[len(lines)-1]; strings.HasPrefix(last, "done ") {
+			return lines[:len(lines)-1], nil
+		}
+		select {
+		case <-wctx.Done():
+			return []string{"(no complete autostart report in " + hostimage.AutostartStatusFile + ": " + strings.TrimSpace(r.Output) + ")"}, nil
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
