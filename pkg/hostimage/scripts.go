@@ -299,6 +299,9 @@ exit 0
 // script=block-debian).
 const blockScript = `#!/bin/sh
 export PATH=${PATH:+$PATH:}/%[1]s/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# util-linux's losetup (-j, -O, --show): busybox sh would run its own
+# applet of that name whatever PATH says.
+losetup() { /usr/sbin/losetup "$@"; }
 dir=$XENBUS_PATH
 fail() {
 	echo "block: $*" >&2
@@ -328,7 +331,7 @@ add)
 		done <<END
 $(losetup -n -O NAME,RO -j "$params" 2>/dev/null)
 END
-		dev=$(losetup -f --show $ro "$params") || fail "losetup $ro $params failed"
+		dev=$(losetup -f --show $ro "$params" 2>&1) || fail "losetup -f --show $ro $params: $dev"
 		xenstore-write "$dir/node" "$dev"
 		exec 9>&-
 	else
@@ -384,14 +387,14 @@ for cfg in /etc/xen/auto/*; do
 	[ -n "$n" ] || n=$(basename "$cfg" .cfg)
 	id=$(xl domid "$n" 2>/dev/null)
 	if [ -z "$id" ]; then
-		why=$(awk -v n="$n" '/Starting Xen domain/ {on = index($0, "domain " n " ") > 0; next} on' "$startlog" 2>/dev/null | grep -i -e error -e fail | flat 3)
+		why=$(awk -v n="$n" '/Starting Xen domain/ {on = index($0, "domain " n " ") > 0; next} on' "$startlog" 2>/dev/null | grep -i -e error -e fail | head -n 3 | flat 3)
 		say "$n did not start (${why:-no error line from xendomains}); retrying in 5 s"
 		sleep 5
 		if xl create "$cfg" > "$work/$n.retry" 2>&1; then
 			id=$(xl domid "$n" 2>/dev/null)
 			echo retried > "$work/$n.note"
 		else
-			result "$n" FAILED "not started by xendomains nor by a retry: $(grep -i -e error -e fail "$work/$n.retry" | flat 3)"
+			result "$n" FAILED "not started by xendomains nor by a retry: $(grep -i -e error -e fail "$work/$n.retry" | head -n 3 | flat 3)"
 			continue
 		fi
 	fi
