@@ -5,9 +5,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -27,7 +29,8 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs testdata/script/*.txtar. The vxn command runs in-process
 // with toolstack.Fake (guests run toolstack.ScriptProgram); `exitcode N`
-// checks the last vxn's exit status; $STDIN_FILE, when set, is vxn's stdin.
+// checks the last vxn's exit status; $STDIN_FILE, when set, is vxn's stdin;
+// `waitfor DURATION REGEXP vxn ARGS...` polls a command line (see waitFor).
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -55,6 +58,7 @@ func TestScripts(t *testing.T) {
 			"vxn":   func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVxn, neg, args) },
 			"vdkr":  func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVdkr, neg, args) },
 			"vpdmn": func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVpdmn, neg, args) },
+			"waitfor": waitFor,
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {
 					ts.Fatalf("usage: exitcode N")
@@ -67,8 +71,50 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// runApp runs one in-process vxn command line for a script.
-func runApp(ts *testscript.TestScript, name string, neg bool, args []string) {
+// waitFor is the script command `waitfor DURATION REGEXP vxn ARGS...`
+// (or vdkr, vpdmn): it runs the command line again, every 50 ms, until it
+// exits 0 with stdout matching REGEXP, and fails when that has not happened
+// within DURATION. It waits for a condition where a detached container's
+// output may not have reached its log yet. The last run's stdout and stderr
+// become the command's, for later stdout/stderr checks.
+func waitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! waitfor")
+	}
+	if len(args) < 3 {
+		ts.Fatalf("usage: waitfor DURATION REGEXP vxn|vdkr|vpdmn ARGS...")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	name := map[string]string{"vxn": NameVxn, "vdkr": NameVdkr, "vpdmn": NameVpdmn}[args[2]]
+	if name == "" {
+		ts.Fatalf("waitfor: %q is not vxn, vdkr or vpdmn", args[2])
+	}
+	deadline := time.Now().Add(d)
+	for tries := 1; ; tries++ {
+		var stdout, stderr bytes.Buffer
+		a := newApp(ts, name)
+		a.Stdout, a.Stderr = &stdout, &stderr
+		code := a.Main(args[3:])
+		if code == 0 && re.Match(stdout.Bytes()) || time.Now().After(deadline) {
+			ts.Stdout().Write(stdout.Bytes())
+			ts.Stderr().Write(stderr.Bytes())
+			ts.Setenv("EXIT", strconv.Itoa(code))
+			if code != 0 || !re.Match(stdout.Bytes()) {
+				ts.Fatalf("%s %s: no stdout matching %q within %s (%d runs; last exit status %d)",
+					args[2], strings.Join(args[3:], " "), args[1], d, tries, code)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// newApp is an in-process vxn for a script, writing to the script's
+// stdout and stderr.
+func newApp(ts *testscript.TestScript, name string) *App {
 	a := NewApp()
 	a.Name = name
 	a.Signals = nil
@@ -87,6 +133,12 @@ func runApp(ts *testscript.TestScript, name string, neg bool, args []string) {
 		a.Stdin = bytes.NewReader(b)
 	}
 	a.Stdout, a.Stderr = ts.Stdout(), ts.Stderr()
+	return a
+}
+
+// runApp runs one in-process vxn command line for a script.
+func runApp(ts *testscript.TestScript, name string, neg bool, args []string) {
+	a := newApp(ts, name)
 	code := a.Main(args)
 	ts.Setenv("EXIT", strconv.Itoa(code))
 	if (code != 0) != neg {
