@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -45,6 +47,12 @@ type Options struct {
 	// Progress, when set, is called (from one goroutine at a time) as blob
 	// bytes are copied.
 	Progress func(Progress)
+	// Mirrors are tried in order before Docker Hub for Docker Hub images
+	// (see ParseMirror); other registries are not mirrored.
+	Mirrors []Mirror
+	// Transport carries registry HTTP requests; nil means
+	// go-containerregistry's default (proxy settings from the environment).
+	Transport http.RoundTripper
 }
 
 // HostPlatform returns linux/<GOARCH> of the running program.
@@ -70,6 +78,9 @@ func (o Options) JobsOrDefault() int {
 // Fetch opens the image ref names and returns it as a lazy v1.Image: for a
 // registry only the manifest and config are fetched here, layer blobs are
 // read when used. A multi-platform index is resolved for opt.Platform.
+// A Docker Hub image is opened on each of opt.Mirrors in turn, then on
+// Docker Hub; its layers are later read from the source that served the
+// manifest.
 func Fetch(ctx context.Context, ref Reference, opt Options) (v1.Image, error) {
 	var img v1.Image
 	var err error
@@ -82,13 +93,20 @@ func Fetch(ctx context.Context, ref Reference, opt Options) (v1.Image, error) {
 		if kc == nil {
 			kc = authn.DefaultKeychain
 		}
-		img, err = remote.Image(ref.ref,
+		ropts := []remote.Option{
 			remote.WithContext(ctx),
 			remote.WithAuthFromKeychain(kc),
 			remote.WithPlatform(opt.platform()),
-			remote.WithJobs(opt.JobsOrDefault()))
+			remote.WithJobs(opt.JobsOrDefault()),
+		}
+		if opt.Transport != nil {
+			ropts = append(ropts, remote.WithTransport(opt.Transport))
+		}
+		img, err = fetchRemote(ctx, ref, opt, func(r name.Reference) (v1.Image, error) {
+			return remote.Image(r, ropts...)
+		})
 		if err != nil {
-			return nil, fmt.Errorf("pulling %s: %w", ref, err)
+			return nil, err
 		}
 	case Layout:
 		img, err = fromLayout(ref, opt.platform())

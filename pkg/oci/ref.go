@@ -7,8 +7,10 @@
 // Registries, layouts and archives are handled by go-containerregistry
 // (remote, layout, tarball): registry credentials come from the usual docker
 // configuration (authn.DefaultKeychain), plain HTTP is used automatically for
-// localhost, loopback and RFC 1918 registries, and multi-platform images are
-// resolved for linux/<host arch> unless another platform is asked for.
+// localhost, loopback and RFC 1918 registries, Docker Hub images can come
+// from registry mirrors (Options.Mirrors, like docker's registry-mirrors),
+// and multi-platform images are resolved for linux/<host arch> unless
+// another platform is asked for.
 // Fetch returns a lazy v1.Image; copying its blobs (with progress and
 // parallelism) is the job of the caller, normally pkg/imagestore.
 //
