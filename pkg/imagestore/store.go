@@ -188,9 +188,32 @@ func (s *Store) Pull(ctx context.Context, ref string, opt oci.Options) (*Image, 
 	if err != nil {
 		return nil, err
 	}
+	return s.put(ctx, "pulling", r.String(), img, opt)
+}
+
+// Add copies img (an image built in Go, for example) into the store under
+// the name ref, like docker load: ref must be a registry reference with a
+// tag ("busybox" names "index.docker.io/library/busybox:latest"), so the
+// stored name holds no file system path. A name pointing at another image
+// is re-pointed. Only opt.Jobs and opt.Progress are used; the image's
+// platform is not checked (a store may be filled for another machine).
+func (s *Store) Add(ctx context.Context, img v1.Image, ref string, opt oci.Options) (*Image, error) {
+	r, err := oci.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	if r.Transport != oci.Registry || r.Digest() != "" {
+		return nil, fmt.Errorf("adding an image as %q: the name must be a registry reference with a tag, like repo/name:tag", ref)
+	}
+	return s.put(ctx, "adding", r.String(), img, opt)
+}
+
+// put copies img's blobs into the store and points the canonical name at
+// it; verb ("pulling") starts copy errors.
+func (s *Store) put(ctx context.Context, verb, name string, img v1.Image, opt oci.Options) (*Image, error) {
 	digest, err := s.copyImage(ctx, img, opt, true)
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", r, err)
+		return nil, fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 
 	unlock, err := s.lock(true)
@@ -203,13 +226,13 @@ func (s *Store) Pull(ctx context.Context, ref string, opt oci.Options) (*Image, 
 	quiet := opt
 	quiet.Progress = nil
 	if _, err := s.copyImage(ctx, img, quiet, false); err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", r, err)
+		return nil, fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	ix, err := s.readIndex()
 	if err != nil {
 		return nil, err
 	}
-	ix.Tags[r.String()] = digest.String()
+	ix.Tags[name] = digest.String()
 	if err := s.writeIndex(ix); err != nil {
 		return nil, err
 	}
