@@ -33,19 +33,33 @@ const (
 	tarGuest    = "guest-tar"
 )
 
-// testGuests is added to the reference configuration (refimage/local.conf,
-// which bundles the reference guest with :autostart): a guest without
-// autostart, and guests imported from the reference guest's qcow2 and
-// tar.bz2 outputs by the qcow2 and rootfs_tar import handlers.
+// specLocalConf holds the spec's local.conf lines, verbatim: the reference
+// guest bundled with autostart (README-xen.txt, "Build and boot") and the
+// memory line the spec's x86-64 listing shows.
+const specLocalConf = `BUNDLED_XEN_GUESTS = "xen-guest-image-minimal:autostart"
+XEN_GUEST_MEMORY[xen-guest-image-minimal] = "256"
+`
+
+// testGuests follows the spec's lines in the suite's local.conf: a guest
+// without autostart, guests imported from the reference guest's qcow2 and
+// tar.bz2 outputs by the qcow2 and rootfs_tar import handlers, and an
+// autostart guest whose init does not exist (its kernel panics), which the
+// Dom0's autostart check must report.
 const testGuests = `
-BUNDLED_XEN_GUESTS += "guest-manual guest-qcow2 guest-tar"
+BUNDLED_XEN_GUESTS += "guest-manual guest-qcow2 guest-tar guest-panic:autostart"
 XEN_GUEST_ROOTFS[guest-manual] = "xen-guest-image-minimal-${MACHINE}.ext4"
 XEN_GUEST_SOURCE_TYPE[guest-qcow2] = "qcow2"
 XEN_GUEST_SOURCE_FILE[guest-qcow2] = "xen-guest-image-minimal-${MACHINE}.qcow2"
 XEN_GUEST_SOURCE_TYPE[guest-tar] = "rootfs_tar"
 XEN_GUEST_SOURCE_FILE[guest-tar] = "xen-guest-image-minimal-${MACHINE}.tar.bz2"
 XEN_GUEST_IMAGE_SIZE[guest-tar] = "64"
+XEN_GUEST_ROOTFS[guest-panic] = "xen-guest-image-minimal-${MACHINE}.ext4"
+XEN_GUEST_MEMORY[guest-panic] = "128"
+XEN_GUEST_EXTRA[guest-panic] = "console=hvc0 root=/dev/xvda ro init=/no/such/init"
 `
+
+// panicGuest is the autostart guest that cannot boot.
+const panicGuest = "guest-panic"
 
 // suite is the state shared by the tests: one build and one boot.
 type suite struct {
@@ -139,12 +153,23 @@ func setup() {
 		s.bootErr = err
 		return
 	}
-	// One pipeline: the same build and bundling as `xenbundle build-image`.
+	// One pipeline: the same build and bundling as `xenbundle build-image
+	// --conf local.conf`.
+	outDir := filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit)
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		s.bootErr = err
+		return
+	}
+	localConf := filepath.Join(outDir, "local.conf")
+	if err := os.WriteFile(localConf, []byte(specLocalConf+testGuests), 0o644); err != nil {
+		s.bootErr = err
+		return
+	}
 	t0 := time.Now()
 	res, err := refimage.Build(ctx, refimage.Options{
-		Host: hostimage.Options{Machine: *flagMachine, OutDir: filepath.Join(root, ".cache", "e2e", *flagMachine+"-"+*flagInit),
+		Host: hostimage.Options{Machine: *flagMachine, OutDir: outDir,
 			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: populateAll, Engines: true},
-		Extra:        testGuests,
+		Confs:        []string{localConf},
 		HostMemoryMB: *flagMemory,
 		Packages:     bundlePackages,
 		Vxn:          vxnOptions(root),
