@@ -30,11 +30,13 @@ import (
 
 var (
 	buildOnce sync.Once
+	binDir    string // removed by TestMain when the tests are done
 	binPath   string
 	buildErr  error
 )
 
-// runtimeBinary builds cmd/vxn-oci-runtime once per test run.
+// runtimeBinary builds cmd/vxn-oci-runtime once per test run, into a
+// directory shared by all tests (a t.TempDir would go with the first test).
 func runtimeBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -43,6 +45,7 @@ func runtimeBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "vxn-oci-runtime")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/vxn-oci-runtime")
 		cmd.Dir = testutil.RepoRoot(t)

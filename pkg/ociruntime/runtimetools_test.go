@@ -66,11 +66,16 @@ const reaperEnv = "VXN_OCI_TEST_REAPER"
 // TestMain also serves as a reaper: with reaperEnv set the test binary runs
 // its arguments as a child subreaper and reaps every orphan (the
 // containers' monitors) so none is left as a zombie that looks alive.
+// After the tests it removes the runtime binary's directory.
 func TestMain(m *testing.M) {
 	if os.Getenv(reaperEnv) == "1" {
 		os.Exit(reaperMain(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 func reaperMain(args []string) int {
