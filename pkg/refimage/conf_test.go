@@ -56,3 +56,51 @@ func TestSpecLocalConf(t *testing.T) {
 		t.Errorf("user lines did not win: extra %q ramdisk %q", g.Extra, g.Ramdisk)
 	}
 }
+
+// TestFeatures: the spec's tier-3 lines turn on vxn and the engines;
+// vcontainer alone gives the engines; IMAGE_INSTALL vxn without the distro
+// feature is an error naming the line; :pn- of another image has no effect.
+func TestFeatures(t *testing.T) {
+	const tier3 = `DISTRO_FEATURES:append = " virtualization vcontainer vxn"
+IMAGE_INSTALL:append:pn-xen-image-minimal = " vxn"
+BBMULTICONFIG = "vruntime-aarch64 vruntime-x86-64"
+`
+	cases := []struct {
+		name, conf   string
+		vxn, engines bool
+		err, note    string
+	}{
+		{name: "none", conf: "BUNDLED_XEN_GUESTS = \"\"\n"},
+		{name: "tier3", conf: tier3, vxn: true, engines: true, note: "BBMULTICONFIG"},
+		{name: "vcontainer", conf: "DISTRO_FEATURES:append = \" virtualization vcontainer\"\n", engines: true},
+		{name: "vxn-no-engines", conf: "DISTRO_FEATURES:append = \" vxn\"\nIMAGE_INSTALL:append = \" vxn\"\n", vxn: true},
+		{name: "no-distro-feature", conf: "IMAGE_INSTALL:append:pn-xen-image-minimal = \" vxn\"\n", err: "local.conf:1"},
+		{name: "other-image", conf: "DISTRO_FEATURES:append = \" vxn\"\nIMAGE_INSTALL:append:pn-core-image-minimal = \" vxn\"\n", note: "lacks vxn"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "local.conf")
+			os.WriteFile(p, []byte(c.conf), 0o644)
+			d, err := loadConf(Options{Confs: []string{p}}, "qemux86-64")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := FeaturesOf(d)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want one naming %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Vxn != c.vxn || f.Engines != c.engines {
+				t.Errorf("vxn=%v engines=%v, want %v %v", f.Vxn, f.Engines, c.vxn, c.engines)
+			}
+			if c.note != "" && !strings.Contains(strings.Join(f.Notes, "\n"), c.note) {
+				t.Errorf("notes %q lack %q", f.Notes, c.note)
+			}
+		})
+	}
+}

@@ -82,7 +82,9 @@ type Result struct {
 	// root disk points at it.
 	Rootfs string
 	// Plan is what was bundled.
-	Plan     *plan.Plan
+	Plan *plan.Plan
+	// Features is what the configuration's image lines added.
+	Features Features
 	Warnings []string
 }
 
@@ -138,6 +140,27 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		machine = "qemux86-64"
 		opts.Host.Machine = machine
 	}
+	d, err := loadConf(opts, machine)
+	if err != nil {
+		return nil, err
+	}
+	feat, err := FeaturesOf(d)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range feat.Notes {
+		logf("refimage: %s", n)
+	}
+	if feat.Engines {
+		opts.Host.Engines = true
+	}
+	if feat.Vxn && opts.Vxn == nil {
+		dir, err := FindModuleDir()
+		if err != nil {
+			return nil, err
+		}
+		opts.Vxn = &VxnOptions{ModuleDir: dir}
+	}
 	if opts.Packages != nil || opts.Vxn != nil {
 		user := opts.Host.PopulateRootfs
 		host := opts.Host
@@ -154,11 +177,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Host: out, DeployDir: filepath.Join(out.Dir, "deploy")}
+	res := &Result{Host: out, DeployDir: filepath.Join(out.Dir, "deploy"), Features: feat}
 	if err := DeployDir(out, machine, res.DeployDir); err != nil {
 		return nil, err
 	}
-	specs, env, err := loadGuests(opts, machine, res.DeployDir)
+	specs, env, err := specsFrom(d, machine, res.DeployDir, guest.ListBundled)
 	if err != nil {
 		return nil, err
 	}
@@ -191,38 +214,49 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := *out.Descriptor
-	d.RootDisk = filepath.Base(res.Rootfs)
-	if err := d.Write(out.DescriptorPath); err != nil {
+	desc := *out.Descriptor
+	desc.RootDisk = filepath.Base(res.Rootfs)
+	if err := desc.Write(out.DescriptorPath); err != nil {
 		return nil, err
 	}
-	out.Descriptor = &d
+	out.Descriptor = &desc
 	return res, nil
 }
 
-func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, error) {
+// loadConf reads the reference machine's configuration, then the
+// local.conf files (DefaultConf when there are none), then opts.Extra.
+func loadConf(opts Options, machine string) (*bbconf.Data, error) {
 	image := opts.Image
 	if image == "" {
 		image = hostimage.HostImageName
 	}
 	d := bbconf.New(bbconf.Options{Overrides: []string{"class-target", "linux", "pn-" + image, machine}})
 	if err := d.Parse(MachineConfName, MachineConf); err != nil {
-		return nil, plan.Env{}, err
+		return nil, err
 	}
 	if len(opts.Confs) == 0 {
 		if err := d.Parse("refimage/conf/local.conf", DefaultConf); err != nil {
-			return nil, plan.Env{}, err
+			return nil, err
 		}
 	}
 	for _, f := range opts.Confs {
 		if err := d.ParseFile(f); err != nil {
-			return nil, plan.Env{}, err
+			return nil, err
 		}
 	}
 	if opts.Extra != "" {
 		if err := d.Parse("extra configuration", []byte(opts.Extra)); err != nil {
-			return nil, plan.Env{}, err
+			return nil, err
 		}
+	}
+	return d, nil
+}
+
+// loadGuests is loadConf followed by the resolution of BUNDLED_XEN_GUESTS.
+func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, error) {
+	d, err := loadConf(opts, machine)
+	if err != nil {
+		return nil, plan.Env{}, err
 	}
 	return specsFrom(d, machine, deploy, guest.ListBundled)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/guest"
 	"github.com/vxn-dev/vxn/pkg/importer"
 	"github.com/vxn-dev/vxn/pkg/plan"
+	"github.com/vxn-dev/vxn/pkg/refimage"
 )
 
 // Inputs are the guest-set flags shared by plan and install.
@@ -32,6 +33,9 @@ type Inputs struct {
 	// registry is built by load: the built-in import handlers plus the
 	// custom ones the inputs declare.
 	registry *importer.Registry
+	// features are the image lines of the confs (DISTRO_FEATURES vxn,
+	// vcontainer, ...), which take effect in build-image.
+	features refimage.Features
 }
 
 // Custom import types can be declared next to the guests, beyond
@@ -125,6 +129,10 @@ func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 			return nil, env, err
 		}
 	}
+	var err error
+	if in.features, err = refimage.FeaturesOf(d); err != nil {
+		return nil, env, err
+	}
 	flagVars := map[string]string{"DEPLOY_DIR_IMAGE": in.DeployDir, "UNPACKDIR": in.UnpackDir, "MACHINE": in.Machine, "KERNEL_IMAGETYPE": in.KernelType}
 	for k, v := range flagVars {
 		if v != "" {
@@ -163,7 +171,6 @@ func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 		}
 		return strings.TrimSpace(v), nil
 	}
-	var err error
 	if env.Machine, err = get("MACHINE", "qemux86-64"); err != nil {
 		return nil, env, err
 	}

@@ -168,6 +168,9 @@ func planCommand() *cobra.Command {
 				}{rootfs, p})
 			}
 			printPlan(out, p, rootfs, showConfigs)
+			for _, n := range in.features.Notes {
+				fmt.Fprintln(out, "image (xenbundle build-image):", n)
+			}
 			for _, w := range p.Warnings {
 				fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
 			}
