@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -58,12 +59,16 @@ type App struct {
 	AssetRoot string
 	// Name is the front-end: NameVxn (default), NameVdkr or NameVpdmn.
 	Name string
+	// Transport carries registry requests of pulls; nil means
+	// go-containerregistry's default.
+	Transport http.RoundTripper
 
 	code int
 	// global flags
 	configPath, storeRoot, runtimeDir string
 	debug                             bool
 	cfg                               *Config
+	mirrors                           []oci.Mirror // cfg.RegistryMirrors
 }
 
 // NewApp returns an App for the running process.
@@ -173,6 +178,9 @@ store and converted once per image into a read-only guest disk.`,
 			return err
 		}
 		a.cfg = cfg
+		if a.mirrors, err = cfg.Mirrors(); err != nil {
+			return fmt.Errorf("%s: registry_mirrors: %w", a.configPath, err)
+		}
 		if a.storeRoot == "" {
 			a.storeRoot = cfg.ImageStore
 		}
@@ -194,20 +202,21 @@ func (a *App) toolstack() toolstack.Toolstack {
 	return toolstack.FromEnv(a.cfg.XL)
 }
 
-// pullOptions returns fetch options drawing a progress bar on a terminal,
-// and a function ending the bar.
+// pullOptions returns fetch options (the configured registry mirrors, a
+// progress bar on a terminal) and a function ending the bar.
 func (a *App) pullOptions(ref string) (oci.Options, func(ok bool)) {
+	opt := oci.Options{Mirrors: a.mirrors, Transport: a.Transport}
 	if !a.IsTerminal(a.Stderr) {
-		return oci.Options{}, func(bool) {}
+		return opt, func(bool) {}
 	}
 	p := mpb.New(mpb.WithOutput(a.Stderr), mpb.WithWidth(40), mpb.WithAutoRefresh())
 	bar := p.AddBar(0,
 		mpb.PrependDecorators(decor.Name("pulling "+ref+" ")),
 		mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")))
-	opt := oci.Options{Progress: func(pr oci.Progress) {
+	opt.Progress = func(pr oci.Progress) {
 		bar.SetTotal(pr.Total, false)
 		bar.SetCurrent(pr.Complete)
-	}}
+	}
 	return opt, func(ok bool) {
 		if ok {
 			bar.SetTotal(-1, true)

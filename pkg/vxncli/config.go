@@ -8,6 +8,8 @@ import (
 	"runtime"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/vxn-dev/vxn/pkg/oci"
 )
 
 // DefaultConfigFile is read when --config (and VXN_CONFIG) are not given;
@@ -41,6 +43,18 @@ type Config struct {
 	RuntimeDir string `json:"runtime_dir,omitempty"`
 	// XL is the xl program (default "xl" from PATH).
 	XL string `json:"xl,omitempty"`
+	// RegistryMirrors are Docker Hub mirrors, like docker's
+	// "registry-mirrors": "host[:port]", "http://host[:port]" (plain HTTP)
+	// or "https://host[:port]". A pull of a Docker Hub image (alpine,
+	// docker.io/library/alpine:latest) tries each mirror in order, at the
+	// same repository path, then Docker Hub; the image is stored under its
+	// Docker Hub name. Images of other registries are not mirrored.
+	RegistryMirrors []string `json:"registry_mirrors,omitempty"`
+}
+
+// Mirrors returns RegistryMirrors parsed (see oci.ParseMirror).
+func (c *Config) Mirrors() ([]oci.Mirror, error) {
+	return oci.ParseMirrors(c.RegistryMirrors)
 }
 
 // ParseConfig parses a config file's content; name is used in errors.
@@ -56,6 +70,9 @@ func ParseConfig(name string, b []byte) (*Config, error) {
 	case "", "pv", "pvh":
 	default:
 		return nil, fmt.Errorf("%s: type: %q is not pv or pvh", name, c.Type)
+	}
+	if _, err := c.Mirrors(); err != nil {
+		return nil, fmt.Errorf("%s: registry_mirrors: %w", name, err)
 	}
 	return &c, nil
 }
