@@ -1,18 +1,58 @@
 #!/usr/bin/env bash
-# The project's test command: installs what the tests need, then runs the
-# unit, fuzz-seed, CLI end-to-end and Xen runtime (QEMU) tests.
-set -euo pipefail
+# The project's test command: installs what the tests need (a prerequisite:
+# when scripts/deps.sh fails nothing else runs), then runs every stage even
+# when an earlier one failed: go vet, the unit, fuzz-seed, CLI end-to-end
+# tests, the Xen runtime (QEMU) suite and short fuzzing. It ends with a
+# summary of each stage (PASS/FAIL, seconds) and, as its last line,
+# "N passed, N failed"; it exits 1 when a stage failed.
+set -u -o pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+if ! bash scripts/deps.sh; then
+  echo "scripts/deps.sh failed: no stage run"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 mkdir -p .cache
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
-go vet ./...
+
+# Each stage body is a function whose status is the stage's result; it runs
+# in a subshell (no set -e: a failing command must not end the script).
+vet() { go vet ./...; }
+
 # Unit, table, golden and CLI end-to-end tests (fuzz targets run their seeds).
-go test -count=1 ./...
+unit() { go test -count=1 ./...; }
+
 # The runtime suite on a real Xen: builds the reference host image (packages
 # cached under .cache/), boots it once under QEMU (TCG without KVM) and runs
 # the Dom0, bundled-guest, import, bundle-package and vxn groups.
-VXN_E2E=1 go test -count=1 -v -timeout 75m ./e2e 2>&1 | tee .cache/e2e-last.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|e2e: total|phase ' || true
-grep -qE '^ok[[:space:]]+github.com/vxn-dev/vxn/e2e' .cache/e2e-last.log || { echo "runtime suite failed: see .cache/e2e-last.log"; tail -50 .cache/e2e-last.log; exit 1; }
+runtime_suite() {
+  VXN_E2E=1 go test -count=1 -v -timeout 75m ./e2e 2>&1 | tee .cache/e2e-last.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|e2e: total|phase ' || true
+  grep -qE '^ok[[:space:]]+github.com/vxn-dev/vxn/e2e' .cache/e2e-last.log || { echo "runtime suite failed: see .cache/e2e-last.log"; tail -50 .cache/e2e-last.log; return 1; }
+}
+
 # Short fuzzing of every parser of untrusted input.
-bash scripts/fuzz.sh "${FUZZTIME:-10s}"
+fuzz() { bash scripts/fuzz.sh "${FUZZTIME:-10s}"; }
+
+names=() results=() secs=()
+# stage NAME FUNC: runs one stage and records its result and duration.
+stage() {
+  local t0=$SECONDS r=PASS
+  echo "=== stage: $1"
+  ( "$2" ) || r=FAIL
+  names+=("$1") results+=("$r") secs+=($((SECONDS - t0)))
+  echo "=== stage: $1: $r ($((SECONDS - t0)) s)"
+}
+
+stage "go vet" vet
+stage "unit tests" unit
+stage "runtime suite" runtime_suite
+stage "fuzzing" fuzz
+
+pass=0 fail=0
+echo "=== summary"
+for i in "${!names[@]}"; do
+  printf '%-4s  %-16s %6d s\n' "${results[$i]}" "${names[$i]}" "${secs[$i]}"
+  if [ "${results[$i]}" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
