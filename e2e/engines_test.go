@@ -55,6 +55,9 @@ const (
 	regLayered = "vxn-test/layered"
 	// regBusybox is a plain busybox image (Cmd ["sh"]).
 	regBusybox = "vxn-test/busybox"
+	// regAlpine stands in for Docker Hub's alpine behind a registry mirror
+	// (a busybox image under the name the spec's example pulls).
+	regAlpine = "library/alpine"
 )
 
 // registryRef is the Dom0 reference of a repository in the test registry,
@@ -105,7 +108,7 @@ func enginesPopulate(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	for repo, img := range map[string]v1.Image{regLayered: layered, regBusybox: bb} {
+	for repo, img := range map[string]v1.Image{regLayered: layered, regBusybox: bb, regAlpine: bb} {
 		if err := testimage.Push(ctx, img, testRegistry.local+"/"+repo+":latest"); err != nil {
 			return fmt.Errorf("push %s to the test registry: %w", repo, err)
 		}

@@ -38,6 +38,13 @@ const (
 // memory line the spec's x86-64 listing shows.
 const specLocalConf = `BUNDLED_XEN_GUESTS = "xen-guest-image-minimal:autostart"
 XEN_GUEST_MEMORY[xen-guest-image-minimal] = "256"
+` + specTier3
+
+// specTier3 is the spec's test tier 3, verbatim: vxn and the container
+// engines in the Dom0 image.
+const specTier3 = `DISTRO_FEATURES:append = " virtualization vcontainer vxn"
+IMAGE_INSTALL:append:pn-xen-image-minimal = " vxn"
+BBMULTICONFIG = "vruntime-aarch64 vruntime-x86-64"
 `
 
 // testGuests follows the spec's lines in the suite's local.conf: a guest
@@ -46,20 +53,20 @@ XEN_GUEST_MEMORY[xen-guest-image-minimal] = "256"
 // autostart guest whose init does not exist (its kernel panics), which the
 // Dom0's autostart check must report.
 const testGuests = `
-BUNDLED_XEN_GUESTS += "guest-manual guest-qcow2 guest-tar guest-panic:autostart"
+BUNDLED_XEN_GUESTS += "guest-manual guest-qcow2 guest-tar guest-noinit:autostart"
 XEN_GUEST_ROOTFS[guest-manual] = "xen-guest-image-minimal-${MACHINE}.ext4"
 XEN_GUEST_SOURCE_TYPE[guest-qcow2] = "qcow2"
 XEN_GUEST_SOURCE_FILE[guest-qcow2] = "xen-guest-image-minimal-${MACHINE}.qcow2"
 XEN_GUEST_SOURCE_TYPE[guest-tar] = "rootfs_tar"
 XEN_GUEST_SOURCE_FILE[guest-tar] = "xen-guest-image-minimal-${MACHINE}.tar.bz2"
 XEN_GUEST_IMAGE_SIZE[guest-tar] = "64"
-XEN_GUEST_ROOTFS[guest-panic] = "xen-guest-image-minimal-${MACHINE}.ext4"
-XEN_GUEST_MEMORY[guest-panic] = "128"
-XEN_GUEST_EXTRA[guest-panic] = "console=hvc0 root=/dev/xvda ro init=/no/such/init"
+XEN_GUEST_ROOTFS[guest-noinit] = "xen-guest-image-minimal-${MACHINE}.ext4"
+XEN_GUEST_MEMORY[guest-noinit] = "128"
+XEN_GUEST_EXTRA[guest-noinit] = "console=hvc0 root=/dev/xvda ro init=/no/such/init"
 `
 
 // panicGuest is the autostart guest that cannot boot.
-const panicGuest = "guest-panic"
+const panicGuest = "guest-noinit"
 
 // suite is the state shared by the tests: one build and one boot.
 type suite struct {
@@ -168,11 +175,10 @@ func setup() {
 	t0 := time.Now()
 	res, err := refimage.Build(ctx, refimage.Options{
 		Host: hostimage.Options{Machine: *flagMachine, OutDir: outDir,
-			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: populateAll, Engines: true},
+			Init: *flagInit, CacheDir: cacheDir(root), Logf: logf, PopulateRootfs: populateAll},
 		Confs:        []string{localConf},
 		HostMemoryMB: *flagMemory,
 		Packages:     bundlePackages,
-		Vxn:          vxnOptions(root),
 		Logf:         logf,
 	})
 	if err != nil {

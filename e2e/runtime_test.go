@@ -110,7 +110,7 @@ func TestGuestBundleRuntime(t *testing.T) {
 	t.Run("autostart-failure-reported", func(t *testing.T) {
 		report := autostartReport(t)
 		line := report[panicGuest]
-		if !strings.HasPrefix(line, panicGuest+" FAILED ") || !strings.Contains(strings.ToLower(line), "panic") {
+		if !strings.HasPrefix(line, panicGuest+" FAILED ") || !strings.Contains(line, "Kernel panic") {
 			t.Fatalf("autostart report for %s (its init does not exist): %q, want FAILED with the kernel panic", panicGuest, line)
 		}
 		con, err := os.ReadFile(s.logFile)
@@ -223,8 +223,13 @@ func TestBlockHotplug(t *testing.T) {
 		if script != "" {
 			opt = "script=" + script + ", "
 		}
-		cfg := fmt.Sprintf("name = \"blockbench\"\nkernel = \"%s\"\nmemory = 128\ndisk = ['format=raw, vdev=xvda, %saccess=rw, target=%s']\n", kernel, opt, img)
-		run(t, fmt.Sprintf("printf '%%s' '%s' > /tmp/blockbench-%s.cfg", cfg, map[string]string{"": "ours", "block-debian": "debian"}[script]))
+		// printf's format on one line: \n are newlines, the strings are in
+		// double quotes.
+		cfg := fmt.Sprintf(`name = "blockbench"\nkernel = "%s"\nmemory = 128\ndisk = ["format=raw, vdev=xvda, %saccess=rw, target=%s"]\n`, kernel, opt, img)
+		name := map[string]string{"": "ours", "block-debian": "debian"}[script]
+		if r := run(t, fmt.Sprintf("printf '%s' > /tmp/blockbench-%s.cfg", cfg, name)); r.Status != 0 {
+			t.Fatalf("writing the %s config: %s", name, r.Output)
+		}
 	}
 	var ours, debian []float64
 	for i := 0; i < 3; i++ {

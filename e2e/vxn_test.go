@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vxn-dev/vxn/pkg/container"
+	"github.com/vxn-dev/vxn/pkg/hostimage"
 	"github.com/vxn-dev/vxn/pkg/oci/testimage"
 	"github.com/vxn-dev/vxn/pkg/qemu"
 	"github.com/vxn-dev/vxn/pkg/refimage"
@@ -80,11 +81,6 @@ func vxnPopulate(ctx context.Context, root string) error {
 		return err
 	}
 	return os.WriteFile(script, []byte(container.E2EScript("vxn", vxnImage, vxnDeleted)), 0o755)
-}
-
-// vxnOptions installs vxn into the image.
-func vxnOptions(root string) *refimage.VxnOptions {
-	return &refimage.VxnOptions{ModuleDir: root}
 }
 
 // runLong runs a dom0 command with a long timeout (guest boots under TCG).
@@ -268,4 +264,20 @@ func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+// TestTier3Image: the spec's tier-3 lines in the suite's local.conf (no Go
+// option) put vxn, its front-ends, the OCI runtime, vctr, the guest assets
+// and the engines configured with the vxn runtime into Dom0.
+func TestTier3Image(t *testing.T) {
+	vm(t)
+	for _, p := range []string{"/usr/bin/vxn", "/usr/bin/vdkr", "/usr/bin/vpdmn", "/usr/bin/vctr", hostimage.EngineRuntimeBinary,
+		refimage.AssetDir + "/vmlinux", refimage.AssetDir + "/initramfs.cpio.gz", "/usr/bin/containerd", "/usr/bin/ctr"} {
+		if r := run(t, "test -e "+p); r.Status != 0 {
+			t.Errorf("%s missing from the Dom0 built with the tier-3 lines", p)
+		}
+	}
+	if r := run(t, "grep -c "+hostimage.EngineRuntimeBinary+" /etc/containerd/config.toml"); r.Status != 0 {
+		t.Errorf("containerd is not configured with the vxn runtime: %s", run(t, "cat /etc/containerd/config.toml").Output)
+	}
 }

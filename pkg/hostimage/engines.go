@@ -23,6 +23,11 @@ package hostimage
 //     (runc kept), a Docker runtime (runc stays Docker's default) and
 //     Podman's default runtime.
 
+// ShippedImagesDir holds OCI image archives (docker-archive .tar) that the
+// engines script imports into containerd's default namespace at its first
+// start: vxn's offline image is put there.
+const ShippedImagesDir = "/usr/share/vxn/images"
+
 // EngineRuntimeBinary is the OCI runtime the engines are configured with.
 const EngineRuntimeBinary = "/usr/bin/vxn-oci-runtime"
 
@@ -119,6 +124,14 @@ start)
 		until ctr version >/dev/null 2>&1; do
 			sleep 0.2; n=$((n+1))
 			[ $n -gt 1500 ] && { echo "containerd did not start" > "$ready.failed"; exit 1; }
+		done
+		# Images shipped with the Dom0 (vxn's offline busybox), imported
+		# into containerd's default namespace once.
+		for a in %[1]s/*.tar; do
+			[ -f "$a" ] || continue
+			stamp=/var/lib/containerd/vxn-imported.${a##*/}
+			[ "$stamp" -nt "$a" ] && continue
+			ctr -n default images import "$a" >>/var/log/vxn-image-import.log 2>&1 && touch "$stamp"
 		done
 		dockerd --containerd=/run/containerd/containerd.sock </dev/null >/var/log/dockerd.log 2>&1 &
 		echo $! > /run/dockerd.pid

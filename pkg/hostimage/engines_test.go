@@ -38,7 +38,7 @@ func TestScriptSyntax(t *testing.T) {
 	if err != nil {
 		t.Skipf("no sh: %v", err)
 	}
-	for name, s := range map[string]string{"network": dom0Network, "udhcpc.script": udhcpcScript, "engines": enginesScript,
+	for name, s := range map[string]string{"network": dom0Network, "udhcpc.script": udhcpcScript, "engines": fmt.Sprintf(enginesScript, ShippedImagesDir),
 		"initramfs init": initramfsInit, "rcS": rcS, "rcK": rcK,
 		"block": fmt.Sprintf(blockScript, "usr/lib/xen-4.17"), "xendomains-check": fmt.Sprintf(autostartCheck, "usr/lib/xen-4.17", AutostartStatusFile),
 		"xendomains-boot": fmt.Sprintf(xendomainsWrap, "usr/lib/xen-4.17")} {

@@ -369,7 +369,7 @@ func (b *builder) installEngines(root string) error {
 			return err
 		}
 	}
-	if err := writeFile(root, "etc/init.d/engines", enginesScript, 0o755); err != nil {
+	if err := writeFile(root, "etc/init.d/engines", fmt.Sprintf(enginesScript, ShippedImagesDir), 0o755); err != nil {
 		return err
 	}
 	for _, l := range [][2]string{

@@ -409,10 +409,10 @@ while [ -n "$names" ]; do
 		log=/var/log/xen/console/guest-$n.log
 		age=$(( $(now) - t0 ))
 		note=""; [ -f "$work/$n.note" ] && note=" (started by the retry)"
-		if ! xenstore-read "/local/domain/$id/name" >/dev/null 2>&1; then
+		if grep -q 'Kernel panic' "$log" 2>/dev/null; then
+			result "$n" FAILED "kernel panic ${age} s after start$note; console: $(grep 'Kernel panic' "$log" | flat 1)"
+		elif ! xenstore-read "/local/domain/$id/name" >/dev/null 2>&1; then
 			result "$n" FAILED "domain $id gone ${age} s after start (crashed or destroyed)$note; console: $(flat 5 < "$log" 2>/dev/null)"
-		elif grep -q 'Kernel panic' "$log" 2>/dev/null; then
-			result "$n" FAILED "kernel panic$note; console: $(grep -A 2 'Kernel panic' "$log" | flat 3)"
 		elif grep -q 'login:' "$log" 2>/dev/null; then
 			result "$n" ok "login prompt ${age} s after start$note"
 		elif [ "$age" -ge "$window" ]; then

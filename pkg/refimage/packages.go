@@ -15,7 +15,9 @@ import (
 	"github.com/vxn-dev/vxn/pkg/debpkg"
 	"github.com/vxn-dev/vxn/pkg/guest"
 	"github.com/vxn-dev/vxn/pkg/hostimage"
+	"github.com/vxn-dev/vxn/pkg/imagestore"
 	"github.com/vxn-dev/vxn/pkg/initramfs"
+	"github.com/vxn-dev/vxn/pkg/oci/busyboximage"
 )
 
 // earlyOutput reconstructs the outputs hostimage has written before the
@@ -246,6 +248,9 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 	if err := copyTree(out.Kernel, filepath.Join(assets, "bzImage")); err != nil {
 		return err
 	}
+	if err := installOfflineImage(ctx, root, host.Machine); err != nil {
+		return err
+	}
 	for dst, src := range o.Files {
 		if err := copyTree(src, filepath.Join(root, dst)); err != nil {
 			return err
@@ -309,4 +314,26 @@ func copyTree(src, dst string) error {
 		return fmt.Errorf("cp -a %s %s: %v\n%s", src, dst, err, b)
 	}
 	return nil
+}
+
+// installOfflineImage puts the offline image (busyboximage, from the
+// Dom0's own busybox-static) into vxn's image store, with its guest disk
+// built, and as an archive that the engines import into containerd.
+func installOfflineImage(ctx context.Context, root, machine string) error {
+	m, err := hostimage.LookupMachine(machine)
+	if err != nil {
+		return err
+	}
+	img, err := busyboximage.Build(filepath.Join(root, "usr/bin/busybox"), m.DebArch)
+	if err != nil {
+		return fmt.Errorf("offline image: %w", err)
+	}
+	if _, err := busyboximage.AddToStore(ctx, filepath.Join(root, imagestore.DefaultRoot), img, busyboximage.Ref, true); err != nil {
+		return fmt.Errorf("offline image: %w", err)
+	}
+	dir := filepath.Join(root, hostimage.ShippedImagesDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return busyboximage.WriteArchive(filepath.Join(dir, "busybox.tar"), img, busyboximage.Ref)
 }

@@ -55,9 +55,9 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"vxn":   func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVxn, neg, args) },
-			"vdkr":  func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVdkr, neg, args) },
-			"vpdmn": func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVpdmn, neg, args) },
+			"vxn":     func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVxn, neg, args) },
+			"vdkr":    func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVdkr, neg, args) },
+			"vpdmn":   func(ts *testscript.TestScript, neg bool, args []string) { runApp(ts, NameVpdmn, neg, args) },
 			"waitfor": waitFor,
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {
