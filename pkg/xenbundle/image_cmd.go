@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,8 +116,8 @@ func bootCommand() *cobra.Command {
 autostarted guests. KVM is used when /dev/kvm can run Xen, TCG otherwise
 (--no-kvm forces it; the boot timeout is then scaled x4).
 
-With --run, it waits for the dom0 shell and for the Dom0's report on the
-autostart guests (each one reached its login prompt, stayed up through its
+With --run, it waits for the dom0 shell, for the container engines when the
+image has them, and for the Dom0's report on the autostart guests (each one reached its login prompt, stayed up through its
 first minute, or failed: with libxl's error or its console's last lines;
 also in /run/xen/autostart.status), runs each command in dom0, prints its
 output and exit status, powers off cleanly and prints the boot phase
@@ -196,6 +197,9 @@ func bootAndRun(cmd *cobra.Command, d *qemu.Descriptor, o qemu.Options, runs []s
 			}
 		}
 	}
+	if err := waitEngines(ctx, vm, w); err != nil {
+		return err
+	}
 	failed := 0
 	for _, c := range runs {
 		r, err := vm.Run(ctx, c)
@@ -255,6 +259,38 @@ func waitAutostart(ctx context.Context, vm *qemu.VM) ([]string, error) {
 		case <-wctx.Done():
 			return []string{"(no complete autostart report in " + hostimage.AutostartStatusFile + ": " + strings.TrimSpace(r.Output) + ")"}, nil
 		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// waitEngines waits, when the Dom0 has the container engines, until its
+// engines script reports containerd and dockerd ready (or failed), so that
+// ctr, vctr and docker commands given with --run find them.
+func waitEngines(ctx context.Context, vm *qemu.VM, w io.Writer) error {
+	if r, err := vm.Run(ctx, "test -x /etc/init.d/engines"); err != nil || r.Status != 0 {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Second*time.Duration(vm.Scale()))
+	defer cancel()
+	for {
+		r, err := vm.Run(wctx, "cat /run/vxn-engines.ready.failed 2>/dev/null && exit 2; test -e /run/vxn-engines.ready")
+		if err != nil {
+			return fmt.Errorf("waiting for the container engines: %w", err)
+		}
+		switch r.Status {
+		case 0:
+			vm.Mark("engines-ready")
+			fmt.Fprintln(w, "container engines ready (containerd, dockerd)")
+			return nil
+		case 2:
+			fmt.Fprintf(w, "container engines failed to start: %s", r.Output)
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			fmt.Fprintln(w, "container engines not ready yet; running the commands anyway")
+			return nil
+		case <-time.After(time.Second):
 		}
 	}
 }
