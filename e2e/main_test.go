@@ -71,6 +71,7 @@ const panicGuest = "guest-noinit"
 // suite is the state shared by the tests: one build and one boot.
 type suite struct {
 	skip    string // reason to skip every test
+	machine *hostimage.Machine
 	out     *hostimage.Output
 	vm      *qemu.VM
 	bootErr error
@@ -150,6 +151,7 @@ func setup() {
 		s.bootErr = err
 		return
 	}
+	s.machine = m
 	if _, err := exec.LookPath(m.QEMUBinary); err != nil {
 		s.bootErr = fmt.Errorf("e2e enabled but %s is missing (Debian package qemu-system-x86): %v", m.QEMUBinary, err)
 		return

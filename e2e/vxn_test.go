@@ -104,7 +104,7 @@ func TestVxn(t *testing.T) {
 	need(t, "xl", "vxn")
 	_ = v
 	t.Run("assets", func(t *testing.T) {
-		r := run(t, "ls -l "+refimage.AssetDir+"/ "+vxnLayout+" && vxn --help | head -5")
+		r := run(t, "ls -l "+assetDir()+"/ "+vxnLayout+" && vxn --help | head -5")
 		if r.Status != 0 {
 			t.Fatalf("vxn assets: %d %s", r.Status, r.Output)
 		}
@@ -175,7 +175,7 @@ func vxnTimings(t *testing.T) {
 	// A bare domain with the same kernel, initramfs and command line and
 	// no disk: from xl create until vxn-init's Ready frame is in the
 	// xenconsoled log (vxn run also waits for it before sending the job).
-	cfg := `name="vxn-bare"\ntype="pv"\nmemory=128\nvcpus=1\nkernel="` + refimage.AssetDir + `/vmlinux"\nramdisk="` + refimage.AssetDir + `/initramfs.cpio.gz"\nextra="` + container.KernelCmdline + `"\non_poweroff="destroy"\non_crash="destroy"\n`
+	cfg := `name="vxn-bare"\ntype="pv"\nmemory=128\nvcpus=1\nkernel="` + assetDir() + `/vmlinux"\nramdisk="` + assetDir() + `/initramfs.cpio.gz"\nextra="` + container.KernelCmdline + `"\non_poweroff="destroy"\non_crash="destroy"\n`
 	run(t, "printf '"+cfg+"' > /tmp/vxn-bare.cfg")
 	log := "/var/log/xen/console/guest-vxn-bare.log"
 	for i := 0; i < n; i++ {
@@ -203,7 +203,7 @@ func vxnTimings(t *testing.T) {
 // messages on, to show why (its console log tail).
 func vxnMinMemory(t *testing.T) {
 	try := func(k string, mb int) (ok, built bool) {
-		kernel := refimage.AssetDir + "/" + k
+		kernel := assetDir() + "/" + k
 		r := runLong(t, fmt.Sprintf("s=$(cut -d' ' -f1 /proc/uptime); vxn run --rm --timings --memory %d --kernel %s %s echo hello 2>/tmp/e; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo rc=$rc ms=$(awk \"BEGIN{print ($e-$s)*1000}\"); tail -c 300 /tmp/e", mb, kernel, vxnImage), 180*time.Second)
 		ok = strings.HasPrefix(r.Output, "hello\nrc=0")
 		built = !strings.Contains(r.Output, "cannot (re-)build domain")
@@ -230,7 +230,7 @@ func vxnMinMemory(t *testing.T) {
 	if diag != 0 && os.Getenv("VXN_E2E_MEMDIAG") == "1" {
 		vxnBootLog(t, diag)
 	}
-	if r := run(t, "test -f "+refimage.AssetDir+"/bzImage"); r.Status == 0 && floor != 0 {
+	if r := run(t, "test -f "+assetDir()+"/bzImage"); r.Status == 0 && floor != 0 {
 		if ok, _ := try("bzImage", floor); !ok {
 			t.Errorf("bzImage does not run echo hello with --memory %d, vmlinux does", floor)
 		}
@@ -241,7 +241,7 @@ func vxnMinMemory(t *testing.T) {
 // initramfs and kernel messages on, and logs the end of its console.
 func vxnBootLog(t *testing.T, mb int) {
 	cfg := fmt.Sprintf(`name="vxn-memdiag"\ntype="pv"\nmemory=%d\nvcpus=1\nkernel="%s/vmlinux"\nramdisk="%s/initramfs.cpio.gz"\nextra="console=hvc0 loglevel=7 vxn.console=hvc0"\non_poweroff="preserve"\non_crash="preserve"\n`,
-		mb, refimage.AssetDir, refimage.AssetDir)
+		mb, assetDir(), assetDir())
 	log := "/var/log/xen/console/guest-vxn-memdiag.log"
 	r := runLong(t, "printf '"+cfg+"' > /tmp/vxn-memdiag.cfg; rm -f "+log+"; xl create -q /tmp/vxn-memdiag.cfg; i=0; while ! grep -q -e '#vxn:R' -e 'Kernel panic' -e 'Out of memory' "+log+" 2>/dev/null && [ $i -lt 450 ]; do sleep 0.2; i=$((i+1)); done; sleep 2; xl list vxn-memdiag; xl destroy vxn-memdiag; grep -a -e Memory: -e 'Freeing' -e panic -e 'Out of memory' -e 'oom' -e '#vxn:R' -e initramfs "+log+" | cut -c1-200 | tail -40; echo ---; tail -c 2500 "+log, 200*time.Second)
 	t.Logf("bare boot with --memory %d, kernel messages on:\n%s", mb, r.Output)
@@ -272,7 +272,7 @@ func median(v []float64) float64 {
 func TestTier3Image(t *testing.T) {
 	vm(t)
 	for _, p := range []string{"/usr/bin/vxn", "/usr/bin/vdkr", "/usr/bin/vpdmn", "/usr/bin/vctr", hostimage.EngineRuntimeBinary,
-		refimage.AssetDir + "/vmlinux", refimage.AssetDir + "/initramfs.cpio.gz", "/usr/bin/containerd", "/usr/bin/ctr"} {
+		assetDir() + "/vmlinux", assetDir() + "/initramfs.cpio.gz", "/usr/bin/containerd", "/usr/bin/ctr"} {
 		if r := run(t, "test -e "+p); r.Status != 0 {
 			t.Errorf("%s missing from the Dom0 built with the tier-3 lines", p)
 		}
@@ -281,3 +281,6 @@ func TestTier3Image(t *testing.T) {
 		t.Errorf("containerd is not configured with the vxn runtime: %s", run(t, "cat /etc/containerd/config.toml").Output)
 	}
 }
+
+// assetDir is vxn's asset directory in the suite's Dom0.
+func assetDir() string { return refimage.AssetDir(s.machine) }

@@ -188,12 +188,18 @@ type VxnOptions struct {
 // VxnFrontEnds are installed in Dom0 as /usr/bin links to vxn.
 var VxnFrontEnds = []string{"vdkr", "vpdmn"}
 
-// AssetDir is vxn's per-architecture asset directory in Dom0.
-const AssetDir = "/usr/share/vxn/x86_64"
+// AssetDir is vxn's asset directory in a Dom0 of machine m:
+// /usr/share/vxn/<arch>, with the architecture named as vxn names it
+// (x86_64, aarch64).
+func AssetDir(m *hostimage.Machine) string { return "/usr/share/vxn/" + m.QEMUArch }
 
 func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *hostimage.Output, root string) error {
 	if o.ModuleDir == "" {
 		return errors.New("VxnOptions.ModuleDir is required")
+	}
+	m, err := hostimage.LookupMachine(host.Machine)
+	if err != nil {
+		return err
 	}
 	progs := map[string]string{"/usr/bin/vxn": "github.com/vxn-dev/vxn/cmd/vxn"}
 	// The OCI runtime and vctr, for the engines (hostimage.Options.Engines
@@ -207,7 +213,7 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 		progs[k] = v
 	}
 	for dst, pkg := range progs {
-		if err := goBuild(ctx, o.ModuleDir, pkg, filepath.Join(root, dst)); err != nil {
+		if err := goBuild(ctx, o.ModuleDir, pkg, filepath.Join(root, dst), m.DebArch); err != nil {
 			return err
 		}
 	}
@@ -224,11 +230,11 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 	if err != nil {
 		return err
 	}
-	initBin, err := initramfs.BuildInit(ctx, o.ModuleDir, "")
+	initBin, err := initramfs.BuildInit(ctx, o.ModuleDir, m.DebArch)
 	if err != nil {
 		return err
 	}
-	assets := filepath.Join(root, AssetDir)
+	assets := filepath.Join(root, AssetDir(m))
 	if err := os.MkdirAll(assets, 0o755); err != nil {
 		return err
 	}
@@ -291,13 +297,15 @@ func kernelModDir(ctx context.Context, host hostimage.Options, out *hostimage.Ou
 	return filepath.Join(dir, "lib/modules", out.KernelVersion), nil
 }
 
-func goBuild(ctx context.Context, moduleDir, pkg, dst string) error {
+// goBuild builds a static Go program for Dom0's architecture (goarch:
+// Debian's and Go's names agree: amd64, arm64).
+func goBuild(ctx context.Context, moduleDir, pkg, dst, goarch string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, pkg)
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
