@@ -39,7 +39,7 @@ const (
 )
 
 // busyboxApplets are linked in the image's busybox layer: what the checks
-// and container.E2EScript run.
+// and runtimeScript run.
 var busyboxApplets = []string{"sh", "echo", "sleep", "id", "kill", "pwd", "test", "true", "false", "cat", "ls", "env", "date", "head", "seq", "yes", "dd", "uname", "hostname", "free", "tty"}
 
 // busyboxLayer is the base layer that makes the test images runnable.
@@ -80,7 +80,7 @@ func vxnPopulate(ctx context.Context, root string) error {
 	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(script, []byte(container.E2EScript("vxn", vxnImage, vxnDeleted)), 0o755)
+	return os.WriteFile(script, []byte(runtimeScript("vxn", vxnImage, vxnDeleted)), 0o755)
 }
 
 // runLong runs a dom0 command with a long timeout (guest boots under TCG).
