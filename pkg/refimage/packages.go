@@ -152,8 +152,8 @@ func PackBundle(ctx context.Context, o BundleOptions) (*bundle.PackResult, error
 	if o.RecipeName == "" {
 		o.RecipeName = o.Name + "_" + o.Version + ".bb"
 	}
-	d := bbconf.New(bbconf.Options{Overrides: []string{"class-target", "linux", "pn-" + o.Name, o.Machine, "x86-64"}})
-	if err := d.Parse(o.RecipeName, o.Recipe); err != nil {
+	d, err := bbconf.Load(o.Machine, o.Name, bbconf.Source{Name: o.RecipeName, Text: o.Recipe})
+	if err != nil {
 		return nil, err
 	}
 	d.Set("MACHINE", o.Machine)

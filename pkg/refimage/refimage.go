@@ -230,26 +230,25 @@ func loadConf(opts Options, machine string) (*bbconf.Data, error) {
 	if image == "" {
 		image = hostimage.HostImageName
 	}
-	d := bbconf.New(bbconf.Options{Overrides: []string{"class-target", "linux", "pn-" + image, machine}})
-	if err := d.Parse(MachineConfName, MachineConf); err != nil {
-		return nil, err
-	}
+	srcs := []bbconf.Source{{Name: MachineConfName, Text: MachineConf}}
 	if len(opts.Confs) == 0 {
-		if err := d.Parse("refimage/conf/local.conf", DefaultConf); err != nil {
-			return nil, err
-		}
+		srcs = append(srcs, bbconf.Source{Name: "refimage/conf/local.conf", Text: DefaultConf})
 	}
 	for _, f := range opts.Confs {
-		if err := d.ParseFile(f); err != nil {
-			return nil, err
-		}
+		srcs = append(srcs, bbconf.Source{Name: f})
 	}
 	if opts.Extra != "" {
-		if err := d.Parse("extra configuration", []byte(opts.Extra)); err != nil {
-			return nil, err
-		}
+		srcs = append(srcs, bbconf.Source{Name: "extra configuration", Text: []byte(opts.Extra)})
 	}
-	return d, nil
+	return bbconf.Load(machine, image, srcs...)
+}
+
+// LoadGuests returns the guests build-image bundles for opts on machine,
+// resolved against the deploy directory deploy: the machine
+// configuration, then the local.conf files, read by bbconf.Load as every
+// other command reads them.
+func LoadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, error) {
+	return loadGuests(opts, machine, deploy)
 }
 
 // loadGuests is loadConf followed by the resolution of BUNDLED_XEN_GUESTS.

@@ -95,22 +95,6 @@ func declareImporters(specs []*guest.Spec, get func(string) (string, error)) (*i
 	return reg, nil
 }
 
-// machineOverrides returns the OVERRIDES a bitbake build would have for
-// machine and image.
-func machineOverrides(machine, image string) []string {
-	o := []string{"class-target", "linux", "pn-" + image, machine}
-	switch {
-	case strings.Contains(machine, "x86-64"), strings.Contains(machine, "x86_64"):
-		o = append(o, "x86-64")
-	case strings.Contains(machine, "arm64"), strings.Contains(machine, "aarch64"):
-		o = append(o, "aarch64")
-	}
-	if strings.HasPrefix(machine, "qemu") {
-		o = append(o, "qemuall")
-	}
-	return o
-}
-
 // load reads the inputs into guest specs and the build environment.
 func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 	env := plan.Env{HostMemoryMB: in.HostMemoryMB, Dom0MemoryMB: in.Dom0MemoryMB}
@@ -123,13 +107,14 @@ func (in *Inputs) load() ([]*guest.Spec, plan.Env, error) {
 	if in.Manifest != "" {
 		return in.loadManifest(env)
 	}
-	d := bbconf.New(bbconf.Options{Overrides: machineOverrides(in.machine(), in.Image)})
+	var srcs []bbconf.Source
 	for _, f := range in.Confs {
-		if err := d.ParseFile(f); err != nil {
-			return nil, env, err
-		}
+		srcs = append(srcs, bbconf.Source{Name: f})
 	}
-	var err error
+	d, err := bbconf.Load(in.machine(), in.Image, srcs...)
+	if err != nil {
+		return nil, env, err
+	}
 	if in.features, err = refimage.FeaturesOf(d); err != nil {
 		return nil, env, err
 	}
