@@ -82,6 +82,7 @@ import (
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/debpkg"
+	"github.com/vxn-dev/vxn/pkg/kmod"
 	"github.com/vxn-dev/vxn/pkg/qemu"
 )
 
@@ -473,7 +474,7 @@ func (b *builder) modDir() string {
 }
 
 func (b *builder) initramfs(ctx context.Context) error {
-	set, err := ResolveModules(b.modDir(), b.m.InitramfsModules)
+	set, err := kmod.ResolveModules(b.modDir(), b.m.InitramfsModules)
 	if err != nil {
 		return err
 	}
@@ -563,11 +564,11 @@ func (b *builder) dom0Rootfs(ctx context.Context) error {
 	}
 	// Modules: the dom0 set plus the initramfs set (so dom0 can modprobe
 	// them too), with a modules.dep of our own and depmod when available.
-	set, err := ResolveModules(b.modDir(), append(append([]string{}, b.m.InitramfsModules...), b.dom0Modules()...))
+	set, err := kmod.ResolveModules(b.modDir(), append(append([]string{}, b.m.InitramfsModules...), b.dom0Modules()...))
 	if err != nil {
 		return err
 	}
-	dom0Set, err := ResolveModules(b.modDir(), b.dom0Modules())
+	dom0Set, err := kmod.ResolveModules(b.modDir(), b.dom0Modules())
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@
 //
 // vxn-init loads modules with finit_module(2) in the listed order, so no
 // modprobe, depmod or modules.dep is needed in the guest. Dependencies are
-// resolved on the host from each module's .modinfo (hostimage.ResolveModules).
+// resolved on the host from each module's .modinfo (kmod.ResolveModules).
 package initramfs
 
 import (
@@ -46,7 +46,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"github.com/vxn-dev/vxn/pkg/hostimage"
+	"github.com/vxn-dev/vxn/pkg/kmod"
 )
 
 // XenModules are what a PV guest under Xen needs: the block frontend, ext4
@@ -124,7 +124,7 @@ func Write(w io.Writer, opt Options) (*Info, error) {
 		if rel == "" {
 			rel = filepath.Base(opt.ModDir)
 		}
-		set, err := hostimage.ResolveModules(opt.ModDir, opt.Modules)
+		set, err := kmod.ResolveModules(opt.ModDir, opt.Modules)
 		if err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}

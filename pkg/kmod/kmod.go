@@ -1,4 +1,14 @@
-package hostimage
+// Package kmod resolves Linux kernel modules and their dependencies on the
+// build machine for an image's kernel: the modules named, every module they
+// depend on (from each module's .modinfo section, as depmod reads it) in
+// load order, and a modules.dep for the image.
+//
+// We compute the dependencies ourselves instead of running depmod or
+// modprobe on the build machine: it needs no kmod there, works for any
+// target architecture, and only reads the handful of modules an image
+// needs. depmod is still run on a finished root filesystem when available
+// so that modprobe works inside it.
+package kmod
 
 import (
 	"bytes"
@@ -10,12 +20,6 @@ import (
 	"sort"
 	"strings"
 )
-
-// We compute kernel module dependencies ourselves from each module's
-// .modinfo section instead of running depmod/modprobe on the build host:
-// it needs no kmod on the host, works for any target architecture, and only
-// reads the handful of modules an image needs. depmod is still run on the
-// finished rootfs when available so that modprobe works inside dom0.
 
 // normMod normalises a module name the way the kernel does ('-' == '_').
 func normMod(s string) string { return strings.ReplaceAll(s, "-", "_") }
