@@ -62,6 +62,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/termios"
 )
 
 func main() {
@@ -186,7 +187,9 @@ func (g *guest) main() int {
 		return g.fatal(fmt.Errorf("opening protocol console: %w", err))
 	}
 	g.con = con
-	makeRaw(int(con.Fd()))
+	// Raw: no echo (the spec must not be echoed into Dom0's console log),
+	// no CR/LF mapping, no flow control characters, no signals from ^C.
+	termios.MakeRaw(int(con.Fd()))
 	quietKernel()
 	g.w = guestproto.NewWriter(con)
 

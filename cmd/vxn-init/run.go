@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vxn-dev/vxn/pkg/termios"
 )
 
 // exitCode maps a wait status to the container's exit status (signal
@@ -301,7 +302,7 @@ func (p *proc) signal(sig syscall.Signal) { syscall.Kill(p.pid, sig) }
 // terminal's foreground process group).
 func (p *proc) resize(ws unix.Winsize) {
 	if p.master != nil {
-		unix.IoctlSetWinsize(int(p.master.Fd()), unix.TIOCSWINSZ, &ws)
+		termios.SetSize(int(p.master.Fd()), ws.Row, ws.Col)
 	}
 }
 
@@ -329,27 +330,12 @@ func (p *proc) finish(ws syscall.WaitStatus, drain time.Duration) int {
 // openPty opens a new pty pair in the devpts instance mounted on pts (the
 // container's, mounted by setupRoot with newinstance) and sets its size.
 func openPty(pts string, ws *unix.Winsize) (master, slave *os.File, err error) {
-	m, err := os.OpenFile(filepath.Join(pts, "ptmx"), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	m, s, err := termios.OpenPty(filepath.Join(pts, "ptmx"), pts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening a terminal: %w", err)
-	}
-	fd := int(m.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlocking the terminal: %w", err)
-	}
-	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("terminal number: %w", err)
-	}
-	s, err := os.OpenFile(filepath.Join(pts, strconv.Itoa(int(n))), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("opening the terminal's slave: %w", err)
+		return nil, nil, err
 	}
 	if ws.Row != 0 || ws.Col != 0 {
-		unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws)
+		termios.SetSize(int(m.Fd()), ws.Row, ws.Col)
 	}
 	return m, s, nil
 }

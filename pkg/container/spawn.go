@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxn-dev/vxn/pkg/termios"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
@@ -298,11 +299,15 @@ func monitorContainer(cfg *monitorConfig, report func(error)) int {
 // and returns the slave, in raw mode (the guest's pty does the echo and
 // line discipline).
 func consolePty(socket string) (*os.File, error) {
-	master, slave, err := toolstack.OpenPty()
+	master, slave, err := termios.OpenPty("/dev/ptmx", "/dev/pts")
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return nil, fmt.Errorf("console: pty: %w", err)
 	}
 	defer master.Close()
+	if _, err := termios.MakeRaw(int(slave.Fd())); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("console: pty: %w", err)
+	}
 	if err := SendFd(socket, master); err != nil {
 		slave.Close()
 		return nil, err
@@ -335,12 +340,12 @@ func watchWindow(f *os.File) <-chan WindowSize {
 	go func() {
 		var last WindowSize
 		for {
-			ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+			rows, cols, err := termios.GetSize(int(f.Fd()))
 			if err != nil {
 				close(c)
 				return
 			}
-			cur := WindowSize{Rows: ws.Row, Cols: ws.Col}
+			cur := WindowSize{Rows: rows, Cols: cols}
 			if cur != last && cur.Rows > 0 {
 				last = cur
 				select {

@@ -14,8 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/vxn-dev/vxn/pkg/termios"
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
 )
 
@@ -236,48 +235,16 @@ func (x *XL) Console(ctx context.Context, domid int) (io.ReadWriteCloser, error)
 	return &xlConsole{cmd: cmd, pty: master}, nil
 }
 
-// OpenPty opens a raw pseudo-terminal pair (master, slave).
-func OpenPty() (master, slave *os.File, err error) { return openPty() }
-
-// openPty opens a raw pseudo-terminal pair.
+// openPty opens a pseudo-terminal pair whose slave is raw.
 func openPty() (master, slave *os.File, err error) {
-	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	master, slave, err = termios.OpenPty("/dev/ptmx", "/dev/pts")
 	if err != nil {
-		return nil, nil, err
-	}
-	fail := func(err error) (*os.File, *os.File, error) {
-		master.Close()
-		if slave != nil {
-			slave.Close()
-		}
 		return nil, nil, fmt.Errorf("pty: %w", err)
 	}
-	mfd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		return fail(err)
-	}
-	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
-	if err != nil {
-		return fail(err)
-	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		return fail(err)
-	}
-	sfd := int(slave.Fd())
-	t, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
-	if err != nil {
-		return fail(err)
-	}
-	// cfmakeraw(3)
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, t); err != nil {
-		return fail(err)
+	if _, err := termios.MakeRaw(int(slave.Fd())); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, nil, fmt.Errorf("pty: %w", err)
 	}
 	return master, slave, nil
 }

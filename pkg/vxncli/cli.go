@@ -29,7 +29,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
-	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/imagestore"
@@ -84,15 +83,6 @@ func NewApp() *App {
 		IsTerminal: isTerminal,
 		AssetRoot:  DefaultAssetRoot,
 	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // Main runs vxn with the process's environment and returns the exit status;
