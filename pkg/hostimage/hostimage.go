@@ -82,6 +82,7 @@ import (
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/debpkg"
+	"github.com/vxn-dev/vxn/pkg/initramfs"
 	"github.com/vxn-dev/vxn/pkg/kmod"
 	"github.com/vxn-dev/vxn/pkg/qemu"
 )
@@ -478,26 +479,27 @@ func (b *builder) initramfs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var a initramfs
 	bb, err := os.ReadFile(filepath.Join(b.trees["busybox-static"], filepath.FromSlash(b.m.Busybox)))
 	if err != nil {
 		return err
 	}
-	a.file("bin/busybox", bb, 0o755)
-	a.symlink("bin/sh", "busybox")
-	a.file("init", []byte(initramfsInit), 0o755)
-	a.file("etc/modules.load", []byte(strings.Join(set.Order, "\n")+"\n"), 0o644)
+	a := initramfs.NewArchive()
+	a.File("bin/busybox", bb, 0o755)
+	a.Symlink("bin/sh", "busybox")
+	a.File("init", []byte(initramfsInit), 0o755)
+	a.File("etc/modules.load", []byte(strings.Join(set.Order, "\n")+"\n"), 0o644)
 	kmods := "lib/modules/" + b.out.KernelVersion
 	for _, rel := range set.Order {
 		c, err := os.ReadFile(filepath.Join(b.modDir(), rel))
 		if err != nil {
 			return err
 		}
-		a.file(kmods+"/"+rel, c, 0o644)
+		a.File(kmods+"/"+rel, c, 0o644)
 	}
-	a.file(kmods+"/modules.dep", []byte(set.ModulesDep()), 0o644)
+	a.File(kmods+"/modules.dep", []byte(set.ModulesDep()), 0o644)
 	b.out.Initramfs = b.path("initramfs-" + b.m.Name + ".cpio.gz")
-	return a.write(b.out.Initramfs)
+	_, err = a.WriteFile(b.out.Initramfs, gzip.BestSpeed)
+	return err
 }
 
 // installBase writes what both rootfs trees share: merged-/usr links,

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	kgzip "github.com/klauspost/compress/gzip"
-	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
 )
 
@@ -145,47 +140,6 @@ func TestInstallTreeAndTar(t *testing.T) {
 	}
 	if !bytes.Contains(tb.Bytes(), []byte("./usr/bin/tool")) {
 		t.Error("tar lacks ./usr/bin/tool")
-	}
-}
-
-func TestInitramfsArchive(t *testing.T) {
-	var a initramfs
-	a.file("bin/busybox", []byte("BB"), 0o755)
-	a.symlink("bin/sh", "busybox")
-	a.file("lib/modules/k/kernel/a.ko", []byte("ko"), 0o644)
-	out := filepath.Join(t.TempDir(), "i.cpio.gz")
-	if err := a.write(out); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := os.Open(out)
-	defer f.Close()
-	zr, err := kgzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(zr)
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, r := range recs {
-		if r.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR && r.Info.Mode&0o777 != 0o755 {
-			t.Errorf("directory %s has mode %o", r.Info.Name, r.Info.Mode&0o777)
-		}
-		names = append(names, r.Info.Name)
-	}
-	want := []string{".", "dev", "dev/console", "dev/null", "bin", "bin/busybox", "bin/sh",
-		"lib", "lib/modules", "lib/modules/k", "lib/modules/k/kernel", "lib/modules/k/kernel/a.ko"}
-	if diff := cmp.Diff(want, names); diff != "" {
-		t.Errorf("records (-want +got):\n%s", diff)
-	}
-	if _, err := exec.LookPath("cpio"); err == nil {
-		cmd := exec.Command("cpio", "-it")
-		cmd.Stdin = bytes.NewReader(data)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("cpio -it: %v: %s", err, b)
-		}
 	}
 }
 

@@ -12,9 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/u-root/u-root/pkg/cpio"
 )
 
 func run(ctx context.Context, name string, args ...string) error {
@@ -143,71 +140,4 @@ func writeTar(dir string, w io.Writer) error {
 		}
 	}
 	return tw.Close()
-}
-
-// initramfs collects cpio records with explicit directory records (u-root's
-// WriteRecordsAndDirs would create missing parents with mode 0777).
-type initramfs struct {
-	recs []cpio.Record
-	dirs map[string]bool
-}
-
-func (a *initramfs) dir(name string) {
-	if a.dirs == nil {
-		a.dirs = map[string]bool{}
-	}
-	if name == "." || name == "" || a.dirs[name] {
-		return
-	}
-	a.dir(filepath.ToSlash(filepath.Dir(name)))
-	a.dirs[name] = true
-	a.recs = append(a.recs, cpio.Directory(name, 0o755))
-}
-
-func (a *initramfs) file(name string, content []byte, perm uint64) {
-	a.dir(filepath.ToSlash(filepath.Dir(name)))
-	a.recs = append(a.recs, cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm}))
-}
-
-func (a *initramfs) symlink(name, target string) {
-	a.dir(filepath.ToSlash(filepath.Dir(name)))
-	a.recs = append(a.recs, cpio.Symlink(name, target))
-}
-
-// write stores the archive gzip-compressed (klauspost/compress).
-func (a *initramfs) write(out string) error {
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	if err != nil {
-		return err
-	}
-	recs := append([]cpio.Record{cpio.Directory(".", 0o755), cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1), cpio.CharDev("dev/null", 0o666, 1, 3)}, filterDir(a.recs, "dev")...)
-	rw := cpio.Newc.Writer(zw)
-	cpio.MakeAllReproducible(recs)
-	if err := cpio.WriteRecords(rw, recs); err != nil {
-		return err
-	}
-	if err := cpio.WriteTrailer(rw); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-func filterDir(recs []cpio.Record, name string) []cpio.Record {
-	var out []cpio.Record
-	for _, r := range recs {
-		if r.Info.Name == name && r.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }

@@ -44,7 +44,6 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/vxn-dev/vxn/pkg/kmod"
 )
@@ -81,44 +80,18 @@ type Info struct {
 	Raw, Compressed int64
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // Write writes the archive (uncompressed head, gzip-compressed files) to w.
 func Write(w io.Writer, opt Options) (*Info, error) {
 	if len(opt.Init) == 0 {
 		return nil, fmt.Errorf("initramfs: no init binary")
 	}
 	info := &Info{}
-	dirs := map[string]bool{".": true}
-	recs := []cpio.Record{cpio.Directory(".", 0o755)}
-	var dir func(string)
-	dir = func(name string) {
-		if dirs[name] {
-			return
-		}
-		dir(path.Dir(name))
-		dirs[name] = true
-		recs = append(recs, cpio.Directory(name, 0o755))
+	a := NewArchive()
+	for _, d := range []string{"proc", "sys", "tmp", "mnt", "etc", "sbin"} {
+		a.Dir(d)
 	}
-	for _, d := range []string{"dev", "proc", "sys", "tmp", "mnt", "etc", "sbin"} {
-		dir(d)
-	}
-	recs = append(recs,
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.CharDev("dev/null", 0o666, 1, 3),
-		cpio.Symlink("sbin/poweroff", "/init"),
-	)
-	head := len(recs) // the uncompressed part
-	recs = append(recs, cpio.StaticRecord(opt.Init, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}))
+	a.Symlink("sbin/poweroff", "/init")
+	a.File("init", opt.Init, 0o755)
 	if opt.ModDir != "" {
 		rel := opt.Release
 		if rel == "" {
@@ -134,56 +107,18 @@ func Write(w io.Writer, opt Options) (*Info, error) {
 			if err != nil {
 				return nil, fmt.Errorf("initramfs: %w", err)
 			}
-			name := path.Join(base, m)
-			dir(path.Dir(name))
-			recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644}))
+			a.File(path.Join(base, m), b, 0o644)
 		}
-		dir(base)
 		order := strings.Join(set.Order, "\n") + "\n"
-		recs = append(recs, cpio.StaticRecord([]byte(order), cpio.Info{Name: base + "/vxn.modules", Mode: cpio.S_IFREG | 0o644}))
+		a.File(base+"/vxn.modules", []byte(order), 0o644)
 		info.Modules, info.Builtin = set.Order, set.Builtin
 	}
-	// Directories first (the module directories were added last).
-	var dirRecs, fileRecs []cpio.Record
-	for i, r := range recs {
-		if i < head || r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
-			dirRecs = append(dirRecs, r)
-		} else {
-			fileRecs = append(fileRecs, r)
-		}
-	}
-	cpio.MakeAllReproducible(dirRecs)
-	cpio.MakeAllReproducible(fileRecs)
-	cw := &countWriter{w: w}
-	if err := writeCpio(cw, dirRecs); err != nil {
-		return nil, err
-	}
-	headLen := cw.n
-	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
+	sz, err := a.Write(w, gzip.BestCompression)
 	if err != nil {
 		return nil, err
 	}
-	raw := &countWriter{w: zw}
-	if err := writeCpio(raw, fileRecs); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	info.Raw, info.Compressed = headLen+raw.n, cw.n
+	info.Raw, info.Compressed = sz.Raw, sz.Written
 	return info, nil
-}
-
-// writeCpio writes recs and the trailer as one newc archive.
-func writeCpio(w io.Writer, recs []cpio.Record) error {
-	rw := cpio.Newc.Writer(w)
-	if err := cpio.WriteRecords(rw, recs); err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	if err := cpio.WriteTrailer(rw); err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	return nil
 }
 
 // WriteFile writes the initramfs to path (atomically, via a temp file).

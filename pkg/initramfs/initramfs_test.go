@@ -168,3 +168,39 @@ func TestWriteModules(t *testing.T) {
 		t.Errorf("missing module err %v", err)
 	}
 }
+
+// TestArchive: explicit 0755 parents, the device nodes, the uncompressed
+// head, and an archive the cpio tool reads.
+func TestArchive(t *testing.T) {
+	a := NewArchive()
+	a.File("bin/busybox", []byte("BB"), 0o755)
+	a.Symlink("bin/sh", "busybox")
+	a.File("lib/modules/k/kernel/a.ko", []byte("ko"), 0o644)
+	var b bytes.Buffer
+	sz, err := a.Write(&b, gzip.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sz.Written != int64(b.Len()) || sz.Raw <= 0 {
+		t.Errorf("sizes %+v for %d bytes written", sz, b.Len())
+	}
+	recs := readArchive(t, b.Bytes())
+	for _, n := range []string{".", "dev", "dev/console", "dev/null", "bin", "bin/busybox", "bin/sh",
+		"lib", "lib/modules", "lib/modules/k", "lib/modules/k/kernel", "lib/modules/k/kernel/a.ko"} {
+		r, ok := recs[n]
+		if !ok {
+			t.Errorf("record %s missing", n)
+			continue
+		}
+		if r.Info.Mode&cpio.S_IFMT == cpio.S_IFDIR && r.Info.Mode&0o777 != 0o755 {
+			t.Errorf("directory %s has mode %o", n, r.Info.Mode&0o777)
+		}
+	}
+	if got := string(content(t, recs["bin/busybox"])); got != "BB" {
+		t.Errorf("bin/busybox = %q", got)
+	}
+	var c bytes.Buffer
+	if _, err := a.Write(&c, gzip.BestSpeed); err != nil || !bytes.Equal(b.Bytes(), c.Bytes()) {
+		t.Errorf("a second write differs (err %v)", err)
+	}
+}
