@@ -14,11 +14,12 @@ import (
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
-// DefaultRuntimeDir is where container state lives unless configured: a
-// tmpfs on systemd hosts, so nothing survives a reboot (and nor do domains).
-const DefaultRuntimeDir = "/run/vxn/containers"
+// DefaultRuntimeDir is where container state lives unless configured
+// (the host default of vxnconf).
+const DefaultRuntimeDir = vxnconf.DefaultRuntimeDir
 
 // Status is a container's lifecycle state, as the OCI runtime spec names
 // them.

@@ -19,7 +19,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/vxn-dev/vxn/pkg/vxncli"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
 // DefaultRoot is the state directory unless --root says otherwise.
@@ -29,7 +29,8 @@ const DefaultRoot = "/run/vxn-oci-runtime"
 var Version = "0.1.0"
 
 // NetworkAnnotation selects the guest's network: "none" (default) or
-// "bridge" (a vif on the bridge of the vxn config, default xenbr0).
+// "bridge" (a vif on the bridge of the vxn config, default
+// vxnconf.DefaultBridge).
 const NetworkAnnotation = "io.vxn.network"
 
 // Runtime is one invocation of the OCI runtime.
@@ -42,7 +43,8 @@ type Runtime struct {
 	Stdin, Stdout, Stderr *os.File
 	// LookupEnv reads the environment (VXN_CONFIG).
 	LookupEnv func(string) (string, bool)
-	// AssetRoot is where the guest kernel and initramfs are looked up.
+	// AssetRoot is where the guest kernel and initramfs are looked up
+	// unless the config file names them (vxnconf.DefaultAssetRoot).
 	AssetRoot string
 	// Now is the clock of log lines.
 	Now func() time.Time
@@ -57,7 +59,7 @@ type Runtime struct {
 // engine.
 func NewRuntime(e Engine) *Runtime {
 	return &Runtime{Engine: e, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		LookupEnv: os.LookupEnv, AssetRoot: vxncli.DefaultAssetRoot, Now: time.Now}
+		LookupEnv: os.LookupEnv, AssetRoot: vxnconf.DefaultAssetRoot, Now: time.Now}
 }
 
 var globalFlags = []*flagSpec{
@@ -320,12 +322,12 @@ func (r *Runtime) load(id string) (Container, error) {
 	return c, err
 }
 
-// vxnConfig is the vxn configuration (kernel, initramfs, memory, ...).
-func (r *Runtime) vxnConfig() (*vxncli.Config, error) {
-	if p, ok := r.LookupEnv("VXN_CONFIG"); ok && p != "" {
-		return vxncli.LoadConfig(p, false)
-	}
-	return vxncli.LoadConfig(vxncli.DefaultConfigFile, true)
+// vxnConfig is the vxn configuration (kernel, initramfs, memory, ...)
+// and the path of its file.
+func (r *Runtime) vxnConfig() (*vxnconf.Config, string, error) {
+	path, optional := vxnconf.File(r.LookupEnv)
+	cfg, err := vxnconf.Load(path, optional)
+	return cfg, path, err
 }
 
 // diskPath is where a container's own guest disk is kept.
@@ -361,7 +363,7 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cfg, err := r.vxnConfig()
+	cfg, cfgPath, err := r.vxnConfig()
 	if err != nil {
 		return 0, err
 	}
@@ -385,26 +387,20 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 	switch n := plan.Annotations[NetworkAnnotation]; n {
 	case "", "none":
 	case "bridge":
-		bridge = cfg.Bridge
-		if bridge == "" {
-			bridge = "xenbr0"
-		}
+		bridge = cfg.BridgeName()
 	default:
 		return 0, fmt.Errorf("annotation %s=%q: expected none or bridge", NetworkAnnotation, n)
 	}
-	kernel, initramfs, err := vxncli.FindAssets(r.AssetRoot, cfg.Kernel, cfg.Initramfs)
+	kernel, initramfs, err := vxnconf.FindAssets(r.AssetRoot, cfg.Kernel, cfg.Initramfs,
+		"set kernel: and initramfs: in "+cfgPath)
 	if err != nil {
 		return 0, err
 	}
 	for _, w := range plan.Warnings {
 		r.log.warnf("container %s: %s", id, w)
 	}
-	store := cfg.ImageStore
-	if store == "" {
-		store = "/var/lib/vxn"
-	}
 	dr, err := BuildDisk(ctx, DiskRequest{RootFS: plan.RootFS, Copies: plan.Copies, Out: r.diskPath(id),
-		CacheDir: filepath.Join(store, "oci-disks")})
+		CacheDir: filepath.Join(cfg.ImageStoreRoot(), "oci-disks")})
 	if err != nil {
 		return 0, err
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/imagestore"
 	"github.com/vxn-dev/vxn/pkg/oci"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
 // ExitVxnError is vxn's exit status for its own failures (docker's 125).
@@ -48,13 +49,14 @@ type App struct {
 	// LookupEnv reads the environment (-e K, VXN_CONFIG).
 	LookupEnv func(string) (string, bool)
 	// NewToolstack returns the Xen toolstack; default: xl.
-	NewToolstack func(cfg *Config) toolstack.Toolstack
+	NewToolstack func(cfg *vxnconf.Config) toolstack.Toolstack
 	// Signals starts delivering interrupts for the container and returns
 	// a stop function; default: SIGINT, SIGTERM and SIGHUP of the process.
 	Signals func() (<-chan os.Signal, func())
 	// IsTerminal reports whether w is a terminal (progress bars).
 	IsTerminal func(w io.Writer) bool
-	// AssetRoot is where guest assets are looked up (DefaultAssetRoot).
+	// AssetRoot is where guest assets are looked up
+	// (vxnconf.DefaultAssetRoot).
 	AssetRoot string
 	// Name is the front-end: NameVxn (default), NameVdkr or NameVpdmn.
 	Name string
@@ -66,7 +68,7 @@ type App struct {
 	// global flags
 	configPath, storeRoot, runtimeDir string
 	debug                             bool
-	cfg                               *Config
+	cfg                               *vxnconf.Config
 	mirrors                           []oci.Mirror // cfg.RegistryMirrors
 }
 
@@ -81,7 +83,7 @@ func NewApp() *App {
 			return c, func() { signal.Stop(c) }
 		},
 		IsTerminal: isTerminal,
-		AssetRoot:  DefaultAssetRoot,
+		AssetRoot:  vxnconf.DefaultAssetRoot,
 	}
 }
 
@@ -103,7 +105,7 @@ func (a *App) Main(args []string) int {
 		a.IsTerminal = func(io.Writer) bool { return false }
 	}
 	if a.AssetRoot == "" {
-		a.AssetRoot = DefaultAssetRoot
+		a.AssetRoot = vxnconf.DefaultAssetRoot
 	}
 	if a.Name == "" {
 		a.Name = NameVxn
@@ -152,27 +154,24 @@ store and converted once per image into a read-only guest disk.`,
 	root.SetIn(a.Stdin)
 	root.SetOut(a.Stdout)
 	root.SetErr(a.Stderr)
-	def := DefaultConfigFile
-	if v, ok := a.LookupEnv("VXN_CONFIG"); ok && v != "" {
-		def = v
-	}
+	def, _ := vxnconf.File(a.LookupEnv)
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", def, "config file (env VXN_CONFIG)")
-	pf.StringVar(&a.storeRoot, "root", "", "image store directory (default "+imagestore.DefaultRoot+")")
-	pf.StringVar(&a.runtimeDir, "runtime-dir", "", "state of running containers (default "+container.DefaultRuntimeDir+")")
+	pf.StringVar(&a.storeRoot, "root", "", "image store directory (default "+vxnconf.DefaultImageStore+")")
+	pf.StringVar(&a.runtimeDir, "runtime-dir", "", "state of running containers (default "+vxnconf.DefaultRuntimeDir+")")
 	pf.BoolVar(&a.debug, "debug", false, "show the guest init's log")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		optional := !cmd.Flags().Changed("config") && a.configPath == DefaultConfigFile
-		cfg, err := LoadConfig(a.configPath, optional)
+		optional := !cmd.Flags().Changed("config") && a.configPath == vxnconf.DefaultFile
+		cfg, err := vxnconf.Load(a.configPath, optional)
 		if err != nil {
 			return err
 		}
 		a.cfg = cfg
-		if a.mirrors, err = cfg.Mirrors(); err != nil {
-			return fmt.Errorf("%s: registry_mirrors: %w", a.configPath, err)
+		if a.mirrors, err = configMirrors(a.configPath, cfg); err != nil {
+			return err
 		}
 		if a.storeRoot == "" {
-			a.storeRoot = cfg.ImageStore
+			a.storeRoot = cfg.ImageStoreRoot()
 		}
 		if a.runtimeDir == "" {
 			a.runtimeDir = cfg.RuntimeDir
@@ -183,6 +182,15 @@ store and converted once per image into a read-only guest disk.`,
 		a.psCommand(), a.logsCommand(), a.execCommand(), a.stopCommand(), a.killCommand(), a.rmCommand(),
 		a.inspectCommand(), a.pauseCommand(true), a.pauseCommand(false), a.waitCommand())
 	return root
+}
+
+// configMirrors parses the registry mirrors of the config file at path.
+func configMirrors(path string, cfg *vxnconf.Config) ([]oci.Mirror, error) {
+	ms, err := oci.ParseMirrors(cfg.RegistryMirrors)
+	if err != nil {
+		return nil, fmt.Errorf("%s: registry_mirrors: %w", path, err)
+	}
+	return ms, nil
 }
 
 func (a *App) toolstack() toolstack.Toolstack {

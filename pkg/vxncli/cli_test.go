@@ -14,7 +14,9 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/vxn-dev/vxn/pkg/container"
+	"github.com/vxn-dev/vxn/pkg/imagestore"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
 // TestMain lets the test binary act as a container monitor (run -d spawns
@@ -123,7 +125,7 @@ func newApp(ts *testscript.TestScript, name string) *App {
 		v := ts.Getenv(k)
 		return v, v != ""
 	}
-	a.NewToolstack = func(*Config) toolstack.Toolstack {
+	a.NewToolstack = func(*vxnconf.Config) toolstack.Toolstack {
 		return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
 	}
 	a.Stdin = strings.NewReader("")
@@ -163,66 +165,6 @@ func TestSplitName(t *testing.T) {
 	}
 }
 
-func TestParseConfig(t *testing.T) {
-	for _, tc := range []struct {
-		in  string
-		err string
-		mem int
-	}{
-		{in: "memory: 96\nvcpus: 2\nkernel: /k\n", mem: 96},
-		{in: "", mem: 0},
-		{in: "memroy: 96\n", err: `cfg.yaml: error unmarshaling JSON: while decoding JSON: json: unknown field "memroy"`},
-		{in: "memory: -1\n", err: "must not be negative"},
-		{in: "type: hvm\n", err: `type: "hvm" is not pv or pvh`},
-		{in: "memory: [\n", err: "cfg.yaml: error converting YAML to JSON: yaml: line 1"},
-	} {
-		c, err := ParseConfig("cfg.yaml", []byte(tc.in))
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("ParseConfig(%q): err = %v, want %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || c.MemoryMB != tc.mem {
-			t.Errorf("ParseConfig(%q) = %+v, %v", tc.in, c, err)
-		}
-	}
-}
-
-func FuzzParseConfig(f *testing.F) {
-	for _, s := range []string{"memory: 96\n", "kernel: /k\ninitramfs: /i\n", "{", "a: [b, {c: d}]", "memory: 1e99\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c, err := ParseConfig("fuzz.yaml", []byte(s))
-		if err == nil && (c.MemoryMB < 0 || c.VCPUs < 0) {
-			t.Fatalf("negative value accepted: %+v", c)
-		}
-		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml") {
-			t.Fatalf("error does not name the file: %v", err)
-		}
-	})
-}
-
-func TestFindAssets(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, AssetArch())
-	if _, _, err := FindAssets(root, "", ""); err == nil || !strings.Contains(err.Error(), "no guest kernel") {
-		t.Errorf("empty root: err = %v", err)
-	}
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "bzImage"), nil, 0o644)
-	if _, _, err := FindAssets(root, "", ""); err == nil || !strings.Contains(err.Error(), "initramfs.cpio.gz") {
-		t.Errorf("no initramfs: err = %v", err)
-	}
-	os.WriteFile(filepath.Join(dir, "initramfs.cpio.gz"), nil, 0o644)
-	os.WriteFile(filepath.Join(dir, "vmlinux"), nil, 0o644)
-	k, i, err := FindAssets(root, "", "")
-	if err != nil || k != filepath.Join(dir, "vmlinux") || i != filepath.Join(dir, "initramfs.cpio.gz") {
-		t.Errorf("FindAssets = %q %q %v; want vmlinux preferred", k, i, err)
-	}
-}
-
 func TestPersonality(t *testing.T) {
 	for in, want := range map[string]string{"vxn": NameVxn, "/usr/bin/vdkr": NameVdkr, "vpdmn": NameVpdmn, "./x": NameVxn, "docker": NameVxn} {
 		if got := Personality(in); got != want {
@@ -233,7 +175,7 @@ func TestPersonality(t *testing.T) {
 
 func TestNeedXen(t *testing.T) {
 	t.Setenv(toolstack.Env, "")
-	a := &App{Name: NameVdkr, cfg: &Config{XL: filepath.Join(t.TempDir(), "no-xl")}}
+	a := &App{Name: NameVdkr, cfg: &vxnconf.Config{XL: filepath.Join(t.TempDir(), "no-xl")}}
 	err := a.needXen()
 	if err == nil || !strings.Contains(err.Error(), "Xen not available: ") || !strings.Contains(err.Error(), "run it in a Xen Dom0") {
 		t.Errorf("needXen without xl: %v", err)
@@ -254,5 +196,17 @@ func TestParseSignal(t *testing.T) {
 		if _, err := parseSignal(bad); err == nil {
 			t.Errorf("parseSignal(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestHostDefaults checks that the host defaults of the packages vxn uses
+// agree with vxnconf's (the build side fills the image store at
+// imagestore.DefaultRoot).
+func TestHostDefaults(t *testing.T) {
+	if imagestore.DefaultRoot != vxnconf.DefaultImageStore {
+		t.Errorf("imagestore.DefaultRoot %q, vxnconf.DefaultImageStore %q", imagestore.DefaultRoot, vxnconf.DefaultImageStore)
+	}
+	if container.DefaultRuntimeDir != vxnconf.DefaultRuntimeDir {
+		t.Errorf("container.DefaultRuntimeDir %q, vxnconf.DefaultRuntimeDir %q", container.DefaultRuntimeDir, vxnconf.DefaultRuntimeDir)
 	}
 }

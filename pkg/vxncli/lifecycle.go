@@ -19,6 +19,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
 // Personalities: the name vxn is called by selects the front-end.
@@ -46,7 +47,7 @@ func (a *App) runtimeDirOrDefault() string {
 	if a.runtimeDir != "" {
 		return a.runtimeDir
 	}
-	return container.DefaultRuntimeDir
+	return vxnconf.DefaultRuntimeDir
 }
 
 // needXen checks, cheaply, that this is a Xen Dom0 with xl: the front-ends

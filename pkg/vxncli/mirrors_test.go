@@ -21,14 +21,18 @@ import (
 	"github.com/vxn-dev/vxn/pkg/oci"
 	"github.com/vxn-dev/vxn/pkg/oci/testimage"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
-func TestParseConfigMirrors(t *testing.T) {
-	c, err := ParseConfig("config.yaml", []byte("registry_mirrors:\n  - 10.0.2.2:5000\n  - http://mirror.lan:5000/\n  - https://mirror.gcr.io\n"))
-	if err != nil {
-		t.Fatal(err)
+func TestConfigMirrors(t *testing.T) {
+	parse := func(yaml string) ([]oci.Mirror, error) {
+		c, err := vxnconf.Parse("config.yaml", []byte(yaml))
+		if err != nil {
+			return nil, err
+		}
+		return configMirrors("config.yaml", c)
 	}
-	ms, err := c.Mirrors()
+	ms, err := parse("registry_mirrors:\n  - 10.0.2.2:5000\n  - http://mirror.lan:5000/\n  - https://mirror.gcr.io\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func TestParseConfigMirrors(t *testing.T) {
 		{"registry_mirrors: 10.0.2.2:5000", `config.yaml: `},
 		{"registry_mirror: [10.0.2.2:5000]", `unknown field "registry_mirror"`},
 	} {
-		_, err := ParseConfig("config.yaml", []byte(tt.yaml))
+		_, err := parse(tt.yaml)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want %q", tt.yaml, err, tt.want)
 		}
@@ -122,7 +126,7 @@ func TestPullThroughMirror(t *testing.T) {
 		a.Signals = nil
 		a.IsTerminal = func(io.Writer) bool { return false }
 		a.LookupEnv = func(string) (string, bool) { return "", false }
-		a.NewToolstack = func(*Config) toolstack.Toolstack {
+		a.NewToolstack = func(*vxnconf.Config) toolstack.Toolstack {
 			return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
 		}
 		a.Transport = tr

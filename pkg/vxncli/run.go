@@ -14,6 +14,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/oci"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
 // runFlags are `vxn run`'s options.
@@ -63,8 +64,8 @@ With -d the container runs in the background and its id is printed.`,
 	fl.IntVar(&f.vcpus, "vcpus", 0, fmt.Sprintf("virtual CPUs (default %d)", container.DefaultVCPUs))
 	fl.IntVar(&f.scratch, "scratch", 0, "writable layer on a scratch disk of this many MB (default: tmpfs in guest memory)")
 	fl.StringVar(&f.network, "network", "none", "none, or bridge (a vif on the configured bridge)")
-	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (default from the config, else "+DefaultAssetRoot+"/<arch>/)")
-	fl.StringVar(&f.initramfs, "initramfs", "", "guest initramfs (default from the config, else "+DefaultAssetRoot+"/<arch>/initramfs.cpio.gz)")
+	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (default from the config, else "+vxnconf.DefaultAssetRoot+"/<arch>/)")
+	fl.StringVar(&f.initramfs, "initramfs", "", "guest initramfs (default from the config, else "+vxnconf.DefaultAssetRoot+"/<arch>/initramfs.cpio.gz)")
 	fl.BoolVar(&f.timings, "timings", false, "print a timing breakdown on stderr")
 	return cmd
 }
@@ -83,10 +84,7 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	switch f.network {
 	case "none", "":
 	case "bridge":
-		bridge = cfg.Bridge
-		if bridge == "" {
-			bridge = "xenbr0"
-		}
+		bridge = cfg.BridgeName()
 	default:
 		return fmt.Errorf("--network %q: expected none or bridge", f.network)
 	}
@@ -97,7 +95,8 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	if initramfs == "" {
 		initramfs = cfg.Initramfs
 	}
-	kernel, initramfs, err := FindAssets(a.AssetRoot, kernel, initramfs)
+	kernel, initramfs, err := vxnconf.FindAssets(a.AssetRoot, kernel, initramfs,
+		"use --kernel/--initramfs, or kernel:/initramfs: in "+a.configPath)
 	if err != nil {
 		return err
 	}
