@@ -11,7 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vxn-dev/vxn/pkg/disk/ext4"
-	"github.com/vxn-dev/vxn/pkg/importer"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 )
 
 // diskSuffix ends the file name of a guest disk.
@@ -85,7 +85,7 @@ func (s *Store) buildDisk(ctx context.Context, img *Image, path string) error {
 	if len(img.Names) > 0 {
 		name = img.Names[0]
 	}
-	clean := importer.SanitizeTar(ctx, flat, importer.SanitizeOptions{Source: "image " + name, MaxContent: MaxImageContent})
+	clean := tarsafe.Sanitize(ctx, flat, tarsafe.Options{Source: "image " + name, MaxContent: MaxImageContent})
 	defer clean.Close()
 	label := "vxn-" + short(img.ID)[:11]
 	if err := ext4.FromTar(ctx, clean, path, ext4.Options{Label: label}); err != nil {

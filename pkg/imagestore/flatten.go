@@ -34,7 +34,7 @@ import (
 // copies the survivors. Layers are therefore decompressed twice, but nothing
 // is buffered in memory beyond one flag per entry. Names are cleaned as if the
 // archive root were "/" ("../../x" is "x", "/abs" is "abs"); symlinked
-// parents and every other safety check are left to importer.SanitizeTar,
+// parents and every other safety check are left to tarsafe.Sanitize,
 // which must read the result. A hard link whose target was removed or
 // replaced by a later layer keeps the target's old content: the target's
 // data is emitted under the link's name.

@@ -154,8 +154,8 @@ func TestFlattenErrors(t *testing.T) {
 
 // FuzzFlatten feeds arbitrary bytes as two layers (split at a fuzzed
 // offset) through Flatten: errors are fine; panics, hangs, uncleaned names
-// and whiteouts in the output are not. (SanitizeTar, which reads Flatten's
-// output in Disk, has its own fuzz test in pkg/importer; TestDisk* cover the
+// and whiteouts in the output are not. (tarsafe.Sanitize, which reads Flatten's
+// output in Disk, has its own fuzz test in pkg/tarsafe; TestDisk* cover the
 // combination.)
 func FuzzFlatten(f *testing.F) {
 	// Tiny seeds (empty bodies, no end-of-archive blocks: Go's reader

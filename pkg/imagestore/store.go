@@ -26,7 +26,7 @@
 //
 // The guest disk is made by flattening the layers in order with whiteouts
 // and opaque directories applied (flatten.go), passing the single tar stream
-// through importer.SanitizeTar (no entry can land outside the image root),
+// through tarsafe.Sanitize (no entry can land outside the image root),
 // and streaming it into ext4.FromTar: nothing is ever extracted on the host.
 package imagestore
 

@@ -3,6 +3,7 @@ package importer
 import (
 	"bytes"
 	"context"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 	"io"
 	"math/rand"
 	"os"
@@ -82,7 +83,7 @@ func BenchmarkSanitizeTar(b *testing.B) {
 	var ours, ref time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		r := SanitizeTar(context.Background(), bytes.NewReader(plain), SanitizeOptions{})
+		r := tarsafe.Sanitize(context.Background(), bytes.NewReader(plain), tarsafe.Options{})
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			b.Fatal(err)
 		}

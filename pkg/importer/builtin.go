@@ -17,6 +17,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/disk/ext4"
 	"github.com/vxn-dev/vxn/pkg/disk/qcow2"
 	"github.com/vxn-dev/vxn/pkg/sparse"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 )
 
 // The disk writers the built-in handlers call; variables so tests can
@@ -127,7 +128,7 @@ func (h rootfsDir) Import(ctx context.Context, req Request) error {
 // ---- rootfs_tar ----
 
 // rootfsTar builds an ext4 image from a tar archive without extracting it:
-// file → decompressor → SanitizeTar → ext4.FromTar. Estimate reads the whole
+// file → decompressor → tarsafe.Sanitize → ext4.FromTar. Estimate reads the whole
 // archive once (and caches the result per file size and mtime), so unsafe or
 // corrupt archives are reported before any image is written.
 type rootfsTar struct {
@@ -187,7 +188,7 @@ func (h *rootfsTar) usage(ctx context.Context, req Request) (*usage, error) {
 	}
 	defer r.Close()
 	u, err = estimateTar(ctx, r, h.sanitizeOptions(req))
-	if errors.Is(err, ErrContentLimit) {
+	if errors.Is(err, tarsafe.ErrContentLimit) {
 		return nil, &SizeError{Guest: req.Guest, Type: req.Type, GivenMB: req.SizeMB, NeededMB: req.SizeMB + 1,
 			What: fmt.Sprintf("the content of %s (file data alone is larger than %d MB)", req.Source, req.SizeMB)}
 	}
@@ -200,8 +201,8 @@ func (h *rootfsTar) usage(ctx context.Context, req Request) (*usage, error) {
 	return u, nil
 }
 
-func (*rootfsTar) sanitizeOptions(req Request) SanitizeOptions {
-	opt := SanitizeOptions{Source: req.Source, Epoch: req.Epoch}
+func (*rootfsTar) sanitizeOptions(req Request) tarsafe.Options {
+	opt := tarsafe.Options{Source: req.Source, Epoch: req.Epoch}
 	if req.SizeMB > 0 {
 		opt.MaxContent = int64(req.SizeMB) * MiB
 	}
@@ -242,7 +243,7 @@ func (h *rootfsTar) Import(ctx context.Context, req Request) error {
 	size := fsSizeBytes(req, n)
 	opt := h.sanitizeOptions(req)
 	opt.MaxContent = size
-	sr := SanitizeTar(ctx, dr, opt)
+	sr := tarsafe.Sanitize(ctx, dr, opt)
 	defer sr.Close()
 	err = ext4FromTar(ctx, sr, req.Output, ext4.Options{SizeBytes: size, Epoch: req.Epoch, Label: label(req.Guest)})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 	"io"
 	"strings"
 	"testing"
@@ -117,7 +118,7 @@ func pipeline(in []byte) error {
 		return err
 	}
 	defer r.Close()
-	sr := SanitizeTar(context.Background(), r, SanitizeOptions{Source: "x.tar", MaxContent: 64 << 20})
+	sr := tarsafe.Sanitize(context.Background(), r, tarsafe.Options{Source: "x.tar", MaxContent: 64 << 20})
 	defer sr.Close()
 	_, err = io.Copy(io.Discard, sr)
 	return err
@@ -147,7 +148,7 @@ func FuzzDetectCompression(f *testing.F) {
 		}
 		defer r.Close()
 		tw := tar.NewWriter(io.Discard)
-		walkTar(context.Background(), io.LimitReader(r, 8<<20), SanitizeOptions{MaxContent: 1 << 20}, func(h *tar.Header, body io.Reader) error {
+		tarsafe.Walk(context.Background(), io.LimitReader(r, 8<<20), tarsafe.Options{MaxContent: 1 << 20}, func(h *tar.Header, body io.Reader) error {
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 	"io"
 	"path/filepath"
 )
@@ -118,12 +119,12 @@ func fsSizeBytes(req Request, content int64) int64 {
 // estimateTar runs the sanitizer over a tar stream and accounts every entry
 // it would emit. It reads the whole archive, so it also finds corrupt or
 // unsafe archives before any work.
-func estimateTar(ctx context.Context, r io.Reader, opt SanitizeOptions) (*usage, error) {
+func estimateTar(ctx context.Context, r io.Reader, opt tarsafe.Options) (*usage, error) {
 	u := &usage{}
-	err := walkTar(ctx, r, opt, func(h *tar.Header, body io.Reader) error {
+	err := tarsafe.Walk(ctx, r, opt, func(h *tar.Header, body io.Reader) error {
 		var xattr int64
 		for k, v := range h.PAXRecords {
-			xattr += int64(len(k)-len(paxXattr)+len(v)) + 16
+			xattr += int64(len(k)-len(tarsafe.PAXXattr)+len(v)) + 16
 		}
 		u.add(h.Typeflag, h.Name, h.Size, h.Linkname, xattr)
 		return nil

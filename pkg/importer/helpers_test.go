@@ -14,6 +14,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 )
 
 // tent is a test tar entry.
@@ -129,7 +131,7 @@ type got struct {
 }
 
 func (g got) String() string {
-	s := g.name + ":" + typeName(g.typ)
+	s := g.name + ":" + tarsafe.TypeName(g.typ)
 	if g.link != "" {
 		s += "->" + g.link
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/disk/ext4"
 	"github.com/vxn-dev/vxn/pkg/sparse"
+	"github.com/vxn-dev/vxn/pkg/tarsafe"
 )
 
 func TestRegistryLookup(t *testing.T) {
@@ -529,7 +530,7 @@ func TestMinimumSizeMatchesWriter(t *testing.T) {
 		e2fsck(t, out)
 		// The writer's real need, from its size error at 8 KiB.
 		f, _ := os.Open(src)
-		sr := SanitizeTar(context.Background(), f, SanitizeOptions{})
+		sr := tarsafe.Sanitize(context.Background(), f, tarsafe.Options{})
 		err = ext4FromTar(context.Background(), sr, out+"2", ext4.Options{SizeBytes: 8192})
 		sr.Close()
 		f.Close()

@@ -1,4 +1,4 @@
-package importer
+package tarsafe
 
 import (
 	"archive/tar"
@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-func sanitize(t testing.TB, in []byte, opt SanitizeOptions) ([]got, []*tar.Header, error) {
+func sanitize(t testing.TB, in []byte, opt Options) ([]got, []*tar.Header, error) {
 	t.Helper()
-	r := SanitizeTar(context.Background(), bytes.NewReader(in), opt)
+	r := Sanitize(context.Background(), bytes.NewReader(in), opt)
 	defer r.Close()
 	return readEntries(t, r)
 }
@@ -71,7 +71,7 @@ func TestSanitizeTarSafety(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			gs, _, err := sanitize(t, mkTar(t, tc.in), SanitizeOptions{Source: "test.tar"})
+			gs, _, err := sanitize(t, mkTar(t, tc.in), Options{Source: "test.tar"})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want containing %q (entries %s)", err, tc.wantErr, names(gs))
@@ -101,7 +101,7 @@ func TestSanitizeTarMetadata(t *testing.T) {
 		{name: "tmp/", typ: tar.TypeDir, mode: 0o1777},
 	})
 	epoch := time.Unix(1700000000, 0).UTC()
-	gs, hs, err := sanitize(t, in, SanitizeOptions{Epoch: &epoch})
+	gs, hs, err := sanitize(t, in, Options{Epoch: &epoch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,15 +144,15 @@ func TestSanitizeTarCorrupt(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      []byte
-		opt     SanitizeOptions
+		opt     Options
 		wantErr string
 	}{
-		{"truncated in content", good[:1024], SanitizeOptions{}, "truncated"},
-		{"truncated in header", good[:100], SanitizeOptions{}, "truncated"},
-		{"truncated at entry boundary", good[:512+3072+512+512], SanitizeOptions{}, "without the end-of-archive marker"},
-		{"empty", nil, SanitizeOptions{}, "without the end-of-archive marker"},
-		{"bad checksum", badSum, SanitizeOptions{}, "reading tar header"},
-		{"over content limit", good, SanitizeOptions{MaxContent: 1000}, "exceeds the limit"},
+		{"truncated in content", good[:1024], Options{}, "truncated"},
+		{"truncated in header", good[:100], Options{}, "truncated"},
+		{"truncated at entry boundary", good[:512+3072+512+512], Options{}, "without the end-of-archive marker"},
+		{"empty", nil, Options{}, "without the end-of-archive marker"},
+		{"bad checksum", badSum, Options{}, "reading tar header"},
+		{"over content limit", good, Options{MaxContent: 1000}, "exceeds the limit"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,7 +169,7 @@ func TestSanitizeTarCancel(t *testing.T) {
 	in := mkTar(t, []tent{{name: "a", body: strings.Repeat("A", 1<<20)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r := SanitizeTar(ctx, bytes.NewReader(in), SanitizeOptions{})
+	r := Sanitize(ctx, bytes.NewReader(in), Options{})
 	defer r.Close()
 	_, err := io.Copy(io.Discard, r)
 	if !errors.Is(err, context.Canceled) {
@@ -182,7 +182,7 @@ func TestSanitizeTarCancel(t *testing.T) {
 func TestSanitizeTarCloseEarly(t *testing.T) {
 	in := mkTar(t, []tent{{name: "a", body: strings.Repeat("A", 1<<20)}, {name: "b", body: "x"}})
 	before := runtime.NumGoroutine()
-	pr := SanitizeTar(context.Background(), bytes.NewReader(in), SanitizeOptions{})
+	pr := Sanitize(context.Background(), bytes.NewReader(in), Options{})
 	buf := make([]byte, 100)
 	if _, err := pr.Read(buf); err != nil {
 		t.Fatal(err)
@@ -204,13 +204,13 @@ func FuzzSanitizeTar(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 1024))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		// walkTar is SanitizeTar's core, called synchronously so the fuzzer
+		// walkTar is Sanitize's core, called synchronously so the fuzzer
 		// is not slowed down by the pipe goroutine; TestSanitizeTar* cover
 		// the pipe.
-		opt := SanitizeOptions{Source: "fuzz.tar", MaxContent: 4 << 20}
+		opt := Options{Source: "fuzz.tar", MaxContent: 4 << 20}
 		seen := map[string]byte{"": tar.TypeDir}
 		tw := tar.NewWriter(io.Discard)
-		err := walkTar(context.Background(), bytes.NewReader(in), opt, func(h *tar.Header, body io.Reader) error {
+		err := Walk(context.Background(), bytes.NewReader(in), opt, func(h *tar.Header, body io.Reader) error {
 			if err := tw.WriteHeader(h); err != nil {
 				t.Fatalf("sanitized header %q cannot be written: %v", h.Name, err)
 			}

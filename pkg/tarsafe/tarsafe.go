@@ -1,17 +1,10 @@
-package importer
-
-import (
-	"archive/tar"
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"path"
-	"strings"
-	"time"
-)
-
-// Tar safety policy (the rootfs_tar path).
+// Package tarsafe turns an untrusted tar stream (a guest rootfs tarball, a
+// flattened OCI image) into a safe one: every entry lands inside the image
+// root, resolved like a chroot, and malformed archives are errors naming
+// the source, entry and offset. Both the build side (xenbundle's
+// rootfs_tar import) and Dom0's image store use it.
+//
+// Tar safety policy.
 //
 // We never extract a guest tarball on the host: the sanitized tar stream goes
 // straight into the ext4 writer. So no archive entry can touch a host file;
@@ -52,9 +45,24 @@ import (
 //     input is read (and discarded) so compression checksums are verified.
 //
 // The output is a plain PAX/USTAR tar stream.
+package tarsafe
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+)
+
+// blockSize is the tar record size.
+const blockSize = 512
 
 // ErrContentLimit is wrapped by the error for an archive whose file content
-// exceeds SanitizeOptions.MaxContent.
+// exceeds Options.MaxContent.
 var ErrContentLimit = errors.New("archive content exceeds the limit")
 
 // maxSymlinkHops bounds symlink resolution, like Linux's MAXSYMLINKS.
@@ -66,8 +74,8 @@ const maxNameComponent = 255
 // maxLinkTarget is the longest symlink target Linux accepts (PATH_MAX - 1).
 const maxLinkTarget = 4095
 
-// SanitizeOptions configure SanitizeTar.
-type SanitizeOptions struct {
+// Options configure Sanitize.
+type Options struct {
 	// Source names the input in error messages (usually the file name).
 	Source string
 	// Epoch is the mtime of synthesized parent directories; nil means the
@@ -80,16 +88,16 @@ type SanitizeOptions struct {
 	MaxContent int64
 }
 
-// SanitizeTar returns a reader of a sanitized copy of the tar stream r (see
+// Sanitize returns a reader of a sanitized copy of the tar stream r (see
 // the policy above). r must already be decompressed (see Decompress). The
 // work happens in a goroutine as the result is read; errors, including
 // ctx's, are returned by Read. Close the result when done: closing early
 // stops the goroutine.
-func SanitizeTar(ctx context.Context, r io.Reader, opt SanitizeOptions) io.ReadCloser {
+func Sanitize(ctx context.Context, r io.Reader, opt Options) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		tw := tar.NewWriter(pw)
-		err := walkTar(ctx, r, opt, func(h *tar.Header, body io.Reader) error {
+		err := Walk(ctx, r, opt, func(h *tar.Header, body io.Reader) error {
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}
@@ -115,7 +123,7 @@ type node struct {
 
 // tarWalker holds the state of one sanitizing pass.
 type tarWalker struct {
-	opt     SanitizeOptions
+	opt     Options
 	nodes   map[string]*node // cleaned path ("" = root) → node
 	emit    func(h *tar.Header, body io.Reader) error
 	epoch   time.Time
@@ -138,10 +146,10 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// walkTar reads the tar stream r and calls emit with every sanitized entry
+// Walk reads the tar stream r and calls emit with every sanitized entry
 // in order (synthesized parents included). body is nil for entries without
 // content; emit need not consume it.
-func walkTar(ctx context.Context, r io.Reader, opt SanitizeOptions, emit func(h *tar.Header, body io.Reader) error) error {
+func Walk(ctx context.Context, r io.Reader, opt Options, emit func(h *tar.Header, body io.Reader) error) error {
 	if opt.Source == "" {
 		opt.Source = "tar stream"
 	}
@@ -152,10 +160,10 @@ func walkTar(ctx context.Context, r io.Reader, opt SanitizeOptions, emit func(h 
 	cr := &countReader{ctx: ctx, r: r}
 	tr := tar.NewReader(cr)
 	for i := 1; ; i++ {
-		at := (cr.n + tarBlock - 1) / tarBlock * tarBlock
+		at := (cr.n + blockSize - 1) / blockSize * blockSize
 		h, err := tr.Next()
 		if err == io.EOF {
-			if cr.n < at+tarBlock {
+			if cr.n < at+blockSize {
 				// Go's reader also reports io.EOF when the input simply
 				// ends between entries; real archives end with zero blocks.
 				return fmt.Errorf("%s: archive is truncated: it ends at byte %d after %d entries without the end-of-archive marker", opt.Source, cr.n, i-1)
@@ -215,7 +223,8 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
-func typeName(t byte) string {
+// TypeName names a tar entry type for errors ("regular file", "symlink", ...).
+func TypeName(t byte) string {
 	switch t {
 	case tar.TypeDir:
 		return "directory"
@@ -287,7 +296,7 @@ func (w *tarWalker) ensureDir(dir string) error {
 		}, nil)
 	}
 	if n.typ != tar.TypeDir {
-		return fmt.Errorf("parent %q is a %s, not a directory", dir, typeName(n.typ))
+		return fmt.Errorf("parent %q is a %s, not a directory", dir, TypeName(n.typ))
 	}
 	return nil
 }
@@ -323,7 +332,7 @@ func (w *tarWalker) entry(h *tar.Header, body io.Reader) error {
 	name := clean(h.Name)
 	if name == "" {
 		if typ != tar.TypeDir {
-			return fmt.Errorf("entry resolves to the archive root but is a %s, not a directory", typeName(typ))
+			return fmt.Errorf("entry resolves to the archive root but is a %s, not a directory", TypeName(typ))
 		}
 		return w.emit(w.header(h, typ, "./", ""), nil)
 	}
@@ -374,7 +383,7 @@ func (w *tarWalker) entry(h *tar.Header, body io.Reader) error {
 	}
 
 	if old := w.nodes[name]; old != nil && (old.typ == tar.TypeDir) != (typ == tar.TypeDir) {
-		return fmt.Errorf("would replace the %s %q with a %s", typeName(old.typ), name, typeName(typ))
+		return fmt.Errorf("would replace the %s %q with a %s", TypeName(old.typ), name, TypeName(typ))
 	}
 	switch typ {
 	case tar.TypeDir:
@@ -432,7 +441,7 @@ func (w *tarWalker) header(h *tar.Header, typ byte, name, link string) *tar.Head
 		out.Devmajor, out.Devminor = h.Devmajor, h.Devminor
 	}
 	for k, v := range h.PAXRecords {
-		if strings.HasPrefix(k, paxXattr) && len(k) > len(paxXattr) {
+		if strings.HasPrefix(k, PAXXattr) && len(k) > len(PAXXattr) {
 			if out.PAXRecords == nil {
 				out.PAXRecords = map[string]string{}
 			}
@@ -442,5 +451,6 @@ func (w *tarWalker) header(h *tar.Header, typ byte, name, link string) *tar.Head
 	return out
 }
 
-// paxXattr is the PAX record prefix for extended attributes.
-const paxXattr = "SCHILY.xattr."
+// PAXXattr is the PAX record prefix for extended attributes.
+// PAXXattr is the PAX record prefix of extended attributes.
+const PAXXattr = "SCHILY.xattr."
