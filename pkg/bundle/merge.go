@@ -474,10 +474,10 @@ type MergeOptions struct {
 	Target dom0fs.FS
 	// TmpDir holds payload copied out of an ext4 image; "" = os.TempDir().
 	TmpDir string
-	// Vars are the variable-driven guests (BUNDLED_XEN_GUESTS or a YAML
+	// Specs are the variable-driven guests (BUNDLED_XEN_GUESTS or a YAML
 	// manifest), deployed in the same plan after the bundles' guests.
-	Vars []*guest.Spec
-	// Env resolves the Vars guests' files; bundle guests need none.
+	Specs []*guest.Spec
+	// Env resolves the Specs guests' files; bundle guests need none.
 	Env plan.Env
 	// Winner decides conflicts; empty means every conflict is an error.
 	Winner Winner
@@ -488,7 +488,7 @@ type MergeOptions struct {
 	KeepPayload bool
 	// CacheDir is plan.ApplyOptions.CacheDir; required.
 	CacheDir string
-	// Registry provides import handlers for Vars guests.
+	// Registry provides import handlers for Specs guests.
 	Registry *importer.Registry
 	// Epoch is SOURCE_DATE_EPOCH for imports.
 	Epoch *time.Time
@@ -509,7 +509,7 @@ type MergeResult struct {
 	Removed, Deregistered []string
 }
 
-// Merge deploys every installed bundle of opt.Target, and opt.Vars, in one
+// Merge deploys every installed bundle of opt.Target, and opt.Specs, in one
 // validated plan: find and verify all bundles (any failure: nothing is
 // written), resolve conflicts, plan.Make, check kernels, Apply, then
 // remove the payload and deregister the packages unless KeepPayload.
@@ -524,10 +524,10 @@ func Merge(ctx context.Context, opt MergeOptions) (*MergeResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if len(specs) == 0 && len(opt.Vars) == 0 {
+	if len(specs) == 0 && len(opt.Specs) == 0 {
 		return res, fmt.Errorf("%s: no bundles installed under %s and no other guests given", opt.Target, PayloadRoot)
 	}
-	all, warns, err := Resolve(append(specs, opt.Vars...), opt.Winner)
+	all, warns, err := Resolve(append(specs, opt.Specs...), opt.Winner)
 	res.Warnings = append(res.Warnings, warns...)
 	if err != nil {
 		return res, err

@@ -15,15 +15,15 @@
 // Debian kernel has xen-blkfront and ext4 as modules.
 //
 // Init is busybox init with sysvinit-style /etc/rcS.d links, not systemd:
-// the image needs no udev, dbus or journald and 26 fewer packages. Measured
-// with e2e's TestCompareInit (same kernel and scripts, no guests, QEMU TCG
-// on a shared 2-core host, 3 alternating boots each, medians): dom0 kernel
-// start to toolstack ready 8.9 s with busybox vs 16.3 s with systemd 252
-// (1.83x), to the login prompt 9.9 s vs 17.3 s (1.75x); init to toolstack
-// 1.3–2.0 s vs 8.8–9.7 s. Options.Init = "systemd" builds the variant. Debian's real
-// /etc/init.d/xendomains (bash, LSB functions, the python3 helpers
-// xen-init-name/xen-init-list) starts everything in /etc/xen/auto at boot and
-// shuts it down from rcK at poweroff.
+// the image needs no udev, dbus or journald and 26 fewer packages, and it
+// boots faster (docs/hostimage.md has the figures); Options.Init =
+// "systemd" builds the variant. Debian's real /etc/init.d/xendomains (bash,
+// LSB functions, the python3 helpers xen-init-name/xen-init-list) starts
+// everything in /etc/xen/auto at boot and shuts it down from rcK at
+// poweroff. After it, xendomains-check reports each autostart guest that
+// did not start (retried once) or did not stay up, on the console and in
+// AutostartStatusFile. Disks are attached by our busybox block hotplug
+// script (Debian's bash one is kept as block-debian).
 //
 // Networking: QEMU user-mode networking on a virtio NIC (the descriptor's
 // net_device; the build host is 10.0.2.2 from inside). Dom0 loads
@@ -40,28 +40,10 @@
 // PV guest booting it needs `ramdisk =` pointing at the initramfs built
 // here (root=/dev/xvda on the command line), unlike Yocto's guest kernels.
 //
-// vmlinux or bzImage, and the memory floor (Xen 4.17, Debian 6.1 amd64
-// kernel, e2e TestVxn/min-memory under QEMU TCG on a loaded 2-core host):
-// libxenguest boots both the uncompressed ELF vmlinux (66 MB file) and
-// Debian's vmlinuz (bzImage, 8 MB, XZ payload) as PV kernels. For the
-// bzImage it decompresses the payload in dom0 user space and then loads
-// the very same ELF, so the guest needs the same memory with both: the
-// domain builder places the kernel at its link address, 16 MB into the
-// guest's pseudo-physical memory, and the image spans 58 MB up to _end
-// (17 MB of it .bss), so the kernel alone ends at 74 MB; the initramfs
-// (1.9 MB, kept compressed thanks to its uncompressed cpio head, see
-// pkg/initramfs), page tables and p2m follow. Measured: --memory 56, 60,
-// 64, 72 and 76 fail in xl create ("cannot (re-)build domain: -3") with
-// both kernels; 80 and 84 build but the kernel runs out of memory while
-// unpacking the initramfs (at 84: "Memory: 27052K/85628K available",
-// 58320K reserved, then the OOM killer finds nothing to kill and panics);
-// 88 runs echo hello (96 before the initramfs head: libxenguest up to Xen
-// 4.19 gunzipped it into guest memory). 64 MB would need a smaller kernel
-// than Debian's generic one. The bzImage costs time on every start, the
-// XZ decompression in dom0 under TCG: vxn's create phase took 59–130 s
-// instead of 26–45 s on the loaded host, a failing xl create 37–60 s
-// instead of 6.5–18 s (unloaded, shared docs: 6.2 s vs 1.1–2.0 s). So vmlinux stays the default asset; the
-// bzImage is installed beside it (vxn run --kernel) for hosts short of disk.
+// Guest kernels: both the uncompressed vmlinux and Debian's bzImage boot as
+// PV kernels and need the same guest memory; vmlinux is the default because
+// the bzImage's decompression in Dom0 makes every start slower
+// (docs/hostimage.md: the memory floor and the timings).
 //
 // We assemble the rootfs ourselves (extract .debs, merged-/usr mapping,
 // DT_NEEDED check) rather than with debootstrap/mmdebstrap: that needs no

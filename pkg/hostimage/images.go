@@ -28,7 +28,7 @@ func run(ctx context.Context, name string, args ...string) error {
 // MakeExt4 builds an ext4 image at img from the directory dir with
 // `mkfs.ext4 -d` (e2fsprogs). The size is the content plus 25 %% plus
 // extraMB; the file is sparse. Ownership and modes come from dir, so build
-// as root (a rootless build would need a debugfs fix-up, see go-deps.md).
+// as root (a rootless build would need a debugfs fix-up of the owners).
 func MakeExt4(ctx context.Context, dir, img, label string, extraMB int64) error {
 	used, entries, err := dirSize(dir)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // Size estimation for new ext4 images.
 //
 // mkfs.ext4 -d fails with "Could not allocate block" when the image is too
-// small (upstream gap 13), so we compute the space the content needs and
+// small (as upstream's bash bundler lets happen), so we compute the space the content needs and
 // validate or choose the image size before writing anything. The tar
 // estimate is deliberately pessimistic: every file is rounded up to 4 KiB blocks, every
 // inode costs 256 bytes, every directory a block plus its entries, long

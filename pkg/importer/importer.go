@@ -11,14 +11,14 @@
 //
 // Any other type <t> is served by an executable named xenbundle-import-<t>
 // found on PATH (or declared with External and Registry.Register). It is run
-// as `prog SOURCE OUTPUT SIZE_MB` and must create OUTPUT; see External. This
-// closes upstream gap 1, where a custom xen_guest_import_<type> function was
-// documented but never called.
+// as `prog SOURCE OUTPUT SIZE_MB` and must create OUTPUT; see External. (Upstream's
+// bbclass documents a custom xen_guest_import_<type> function but never
+// calls it.)
 //
 // Every handler validates its source in Check and computes the space it
 // needs in Estimate, before anything is written; an explicit
 // XEN_GUEST_IMAGE_SIZE that is too small is reported there as a *SizeError
-// naming the guest, the setting, the needed and the given size (gap 13).
+// naming the guest, the setting, the needed and the given size.
 // Outputs are written under a temporary name next to Request.Output and
 // renamed into place, so a failed import never leaves a partial image.
 //

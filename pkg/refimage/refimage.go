@@ -206,7 +206,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if cache == "" {
 		cache = filepath.Join(out.Dir, "xenbundle-cache")
 	}
-	m, err := bundle.Merge(ctx, bundle.MergeOptions{Target: target, Vars: specs, Env: env, CacheDir: cache, Log: logf})
+	m, err := bundle.Merge(ctx, bundle.MergeOptions{Target: target, Specs: specs, Env: env, CacheDir: cache, Log: logf})
 	if m != nil {
 		res.Warnings = m.Warnings
 		res.Plan = m.Plan

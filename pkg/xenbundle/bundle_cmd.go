@@ -176,7 +176,7 @@ that are gone. --keep-payload keeps both.`,
 				if err != nil {
 					return err
 				}
-				opt.Vars, opt.Env = specs, env
+				opt.Specs, opt.Env = specs, env
 			}
 			epoch, err := epochFromEnv()
 			if err != nil {

@@ -120,7 +120,7 @@ func planWithBundles(cmd *cobra.Command, in *Inputs, rootfs string) (*plan.Plan,
 	if err != nil {
 		return nil, err
 	}
-	res, err := bundle.Merge(cmd.Context(), bundle.MergeOptions{Target: target, Vars: specs, Env: env, Registry: in.registry, DryRun: true, CacheDir: os.TempDir()})
+	res, err := bundle.Merge(cmd.Context(), bundle.MergeOptions{Target: target, Specs: specs, Env: env, Registry: in.registry, DryRun: true, CacheDir: os.TempDir()})
 	if res != nil {
 		for _, w := range res.Warnings {
 			fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
@@ -275,7 +275,7 @@ func installCommand() *cobra.Command {
 			// Bundles installed in the target are merged first, then the
 			// variable-driven guests, in one validated plan (one code
 			// path: with no bundle installed this is a plain install).
-			opt := bundle.MergeOptions{Target: target, Vars: specs, Env: env, CacheDir: cacheDir,
+			opt := bundle.MergeOptions{Target: target, Specs: specs, Env: env, CacheDir: cacheDir,
 				Registry: in.registry, Epoch: epoch, Log: logf, KeepPayload: keepPayload}
 			for _, w := range winners {
 				v, err := bundle.ParseWinner(w)

@@ -13,8 +13,8 @@
 // # Why our own
 //
 // The Go module proxy available to this project serves no third-party
-// qcow2 reader (lima-vm/go-qcow2reader and the others are refused, see
-// docs/go-deps.md section 7), and shelling out to qemu-img is not always
+// qcow2 reader (lima-vm/go-qcow2reader and the others are refused), and
+// shelling out to qemu-img is not always
 // possible where vxn runs. This package is therefore written from the
 // specification; qemu-img is used only as the test oracle. Deflate uses
 // the standard library's compress/flate (measured about a third faster than
