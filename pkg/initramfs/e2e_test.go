@@ -113,7 +113,7 @@ func TestBootQEMU(t *testing.T) {
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skipf("qemu-system-x86_64 not installed: %v", err)
+		t.Fatalf("VXN_E2E=1 but qemu-system-x86_64 is not installed (Debian package qemu-system-x86): %v", err)
 	}
 	kernel, modDir := cachedKernel(t)
 	ctx := context.Background()
