@@ -41,8 +41,8 @@
 // process, not in any file (state.json lists the names only).
 //
 // Everything here talks to Xen through toolstack.Toolstack, so the whole
-// lifecycle is tested with toolstack.Fake without Xen (VXN_TOOLSTACK=fake
-// selects it in a spawned monitor).
+// lifecycle is tested without Xen with package faketoolstack's Fake
+// (VXN_TOOLSTACK=fake selects it in a spawned monitor of a test binary).
 package container
 
 import (

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -87,13 +88,13 @@ func TestCheckMemory(t *testing.T) {
 // env is a test bed: a fake toolstack, fake assets and a runtime dir.
 type env struct {
 	t       *testing.T
-	ts      *toolstack.Fake
+	ts      *faketoolstack.Fake
 	runtime string
 	assets  string
 }
 
-func newEnv(t *testing.T, prog toolstack.Program) *env {
-	e := &env{t: t, ts: &toolstack.Fake{Guest: toolstack.FakeInit(prog)}, runtime: filepath.Join(t.TempDir(), "run"), assets: t.TempDir()}
+func newEnv(t *testing.T, prog faketoolstack.Program) *env {
+	e := &env{t: t, ts: &faketoolstack.Fake{Guest: faketoolstack.Init(prog)}, runtime: filepath.Join(t.TempDir(), "run"), assets: t.TempDir()}
 	for _, f := range []string{"vmlinux", "initramfs.cpio.gz", "image.ext4"} {
 		os.WriteFile(filepath.Join(e.assets, f), []byte("x"), 0o644)
 	}
@@ -155,7 +156,7 @@ func waitFor(s *syncBuf, text string) <-chan struct{} {
 }
 
 func TestRunExitCodesAndStreams(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	for _, tc := range []struct {
 		args           []string
 		code           int
@@ -185,7 +186,7 @@ func TestRunExitCodesAndStreams(t *testing.T) {
 }
 
 func TestRunSpecAndSecrets(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	var stdout bytes.Buffer
 	o := e.opts("spec")
 	o.Env = []string{"PATH=/bin", "SECRET=hunter2"}
@@ -223,7 +224,7 @@ func TestRunSpecAndSecrets(t *testing.T) {
 }
 
 func TestRunStdin(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	var stdout bytes.Buffer
 	o := e.opts("cat")
 	o.Stdin, o.Stdout = strings.NewReader("line1\nbinary\x00\xff\n"), &stdout
@@ -238,7 +239,7 @@ func TestRunStdin(t *testing.T) {
 // (it blocks until signalled, and is only signalled once "waiting" arrived)
 // and that the first interrupt is forwarded: exit 128+SIGINT.
 func TestRunStreamingAndSignal(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	stdout := &syncBuf{}
 	seen := waitFor(stdout, "waiting\n")
 	sigs := make(chan os.Signal, 2)
@@ -256,7 +257,7 @@ func TestRunStreamingAndSignal(t *testing.T) {
 }
 
 func TestRunSecondInterruptDestroys(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	stdout := &syncBuf{}
 	seen := waitFor(stdout, "hanging\n")
 	sigs := make(chan os.Signal, 2)
@@ -279,8 +280,8 @@ func TestRunSecondInterruptDestroys(t *testing.T) {
 func TestRunCleanupOnFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		prog  toolstack.Program
-		guest toolstack.GuestFunc
+		prog  faketoolstack.Program
+		guest faketoolstack.GuestFunc
 		setup func(*env, *Options) context.Context
 		want  string
 	}{
@@ -296,7 +297,7 @@ func TestRunCleanupOnFailure(t *testing.T) {
 			o.Kernel = filepath.Join(e.assets, "missing")
 			return context.Background()
 		}, want: "guest kernel"},
-		{name: "cancelled", prog: toolstack.ScriptProgram, setup: func(e *env, o *Options) context.Context {
+		{name: "cancelled", prog: faketoolstack.ScriptProgram, setup: func(e *env, o *Options) context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			out := &syncBuf{}
 			seen := waitFor(out, "hanging")
@@ -304,14 +305,14 @@ func TestRunCleanupOnFailure(t *testing.T) {
 			go func() { <-seen; cancel() }()
 			return ctx
 		}, want: "context canceled"},
-		{name: "never ready", guest: func(ctx context.Context, g *toolstack.FakeGuest) {
+		{name: "never ready", guest: func(ctx context.Context, g *faketoolstack.Guest) {
 			g.Console.Write([]byte("Kernel panic - not syncing: fake\n"))
 			<-ctx.Done()
 		}, setup: func(e *env, o *Options) context.Context {
 			o.ReadyTimeout = 100 * time.Millisecond
 			return context.Background()
 		}, want: "Kernel panic - not syncing: fake"},
-		{name: "crash without exit", guest: func(ctx context.Context, g *toolstack.FakeGuest) {
+		{name: "crash without exit", guest: func(ctx context.Context, g *faketoolstack.Guest) {
 			w := guestproto.NewWriter(g.Console)
 			w.WriteFrame(guestproto.TypeReady, []byte(`{"version":1}`))
 			guestproto.NewReader(g.Console).Next()
@@ -320,7 +321,7 @@ func TestRunCleanupOnFailure(t *testing.T) {
 			want: "BUG: fake oops"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, toolstack.ScriptProgram)
+			e := newEnv(t, faketoolstack.ScriptProgram)
 			if tc.guest != nil {
 				e.ts.Guest = tc.guest
 			}
@@ -339,7 +340,7 @@ func TestRunCleanupOnFailure(t *testing.T) {
 }
 
 func TestRunConcurrent(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	e.ts.TotalMemoryMB = 4096
 	var wg sync.WaitGroup
 	for i := range 6 {
@@ -360,7 +361,7 @@ func TestRunConcurrent(t *testing.T) {
 }
 
 func TestNameInUse(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	stdout := &syncBuf{}
 	seen := waitFor(stdout, "hanging")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -387,7 +388,7 @@ func TestNameInUse(t *testing.T) {
 }
 
 func TestReap(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	ctx := context.Background()
 	// A container whose vxn was killed: state, no lock holder, a domain.
 	dead := NewID()
@@ -402,7 +403,7 @@ func TestReap(t *testing.T) {
 		return dir
 	}
 	deadDir := mk(dead, 999999999)
-	e.ts.Guest = func(ctx context.Context, g *toolstack.FakeGuest) { <-ctx.Done() }
+	e.ts.Guest = func(ctx context.Context, g *faketoolstack.Guest) { <-ctx.Done() }
 	if _, err := e.ts.Create(ctx, filepath.Join(deadDir, "domain.cfg"), false); err != nil {
 		t.Fatal(err)
 	}
@@ -445,11 +446,11 @@ func TestReap(t *testing.T) {
 }
 
 func TestStatePermissions(t *testing.T) {
-	e := newEnv(t, func(ctx context.Context, p *toolstack.Proc) int {
+	e := newEnv(t, func(ctx context.Context, p *faketoolstack.Proc) int {
 		return 0
 	})
 	// Inspect the state dir while the container runs.
-	e.ts.Guest = toolstack.FakeInit(func(ctx context.Context, p *toolstack.Proc) int {
+	e.ts.Guest = faketoolstack.Init(func(ctx context.Context, p *faketoolstack.Proc) int {
 		ents, _ := os.ReadDir(e.runtime)
 		for _, d := range ents {
 			if d.Name() == ".lock" {

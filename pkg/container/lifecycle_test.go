@@ -16,6 +16,7 @@ import (
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 )
 
 // TestMain lets the test binary act as a container monitor (Spawn re-execs
@@ -46,7 +47,7 @@ func spawnOpts(e *env, args ...string) SpawnOptions {
 }
 
 func TestSpawnRunsAndLogs(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	out, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestSpawnRunsAndLogs(t *testing.T) {
 }
 
 func TestSpawnHoldStartKill(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	o := spawnOpts(e, "wait-signal")
 	o.ID = NewID()
 	o.Hold = true
@@ -134,7 +135,7 @@ func TestSpawnHoldStartKill(t *testing.T) {
 }
 
 func TestSpawnStartSignal(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	ctx := context.Background()
 	o := spawnOpts(e, "wait-signal")
 	o.ID = NewID()
@@ -181,7 +182,7 @@ func TestSpawnStartSignal(t *testing.T) {
 }
 
 func TestSpawnKillBeforeStartAndForceDelete(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	ctx := context.Background()
 	for _, hold := range []bool{true, false} {
 		o := spawnOpts(e, "hang")
@@ -205,7 +206,7 @@ func TestSpawnKillBeforeStartAndForceDelete(t *testing.T) {
 }
 
 func TestSpawnFailureReported(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	o := spawnOpts(e, "echo")
 	o.MemoryMB = 100000
 	_, err := Spawn(context.Background(), o)
@@ -231,7 +232,7 @@ func TestSpawnFailureReported(t *testing.T) {
 // execGuest is a fake vxn-init that also runs exec sessions: an exec
 // prints its argv joined and its stdin on stdout, "err" on stderr, and
 // exits with status 3; the main process waits for a signal.
-func execGuest(ctx context.Context, g *toolstack.FakeGuest) {
+func execGuest(ctx context.Context, g *faketoolstack.Guest) {
 	w := guestproto.NewWriter(g.Console)
 	w.WriteFrame(guestproto.TypeReady, []byte(`{"version":1}`))
 	r := guestproto.NewReader(g.Console)
@@ -280,7 +281,7 @@ func execGuest(ctx context.Context, g *toolstack.FakeGuest) {
 }
 
 func TestExecInForegroundRun(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	e.ts.Guest = execGuest
 	stdout := &syncBuf{}
 	seen := waitFor(stdout, "main\n")
@@ -332,10 +333,10 @@ func TestExecInForegroundRun(t *testing.T) {
 }
 
 func TestExitFromXenstore(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	// A guest whose Exit frame is lost: it writes the xenstore key and
 	// powers off without the frame.
-	e.ts.Guest = func(ctx context.Context, g *toolstack.FakeGuest) {
+	e.ts.Guest = func(ctx context.Context, g *faketoolstack.Guest) {
 		w := guestproto.NewWriter(g.Console)
 		w.WriteFrame(guestproto.TypeReady, []byte(`{"version":1}`))
 		guestproto.NewReader(g.Console).Next()
@@ -353,10 +354,10 @@ func TestExitFromXenstore(t *testing.T) {
 
 	// The knob: the Exit frame is ignored, the key read.
 	t.Setenv(IgnoreExitFrameEnv, "1")
-	e.ts.Guest = toolstack.FakeInit(func(ctx context.Context, p *toolstack.Proc) int { return 7 })
-	var guestRef *toolstack.FakeGuest
+	e.ts.Guest = faketoolstack.Init(func(ctx context.Context, p *faketoolstack.Proc) int { return 7 })
+	var guestRef *faketoolstack.Guest
 	inner := e.ts.Guest
-	e.ts.Guest = func(ctx context.Context, g *toolstack.FakeGuest) {
+	e.ts.Guest = func(ctx context.Context, g *faketoolstack.Guest) {
 		guestRef = g
 		g.XenstoreWrite(ExitKey, "7")
 		inner(ctx, g)
@@ -369,7 +370,7 @@ func TestExitFromXenstore(t *testing.T) {
 }
 
 func TestKeepAndReap(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	o := e.opts("exit", "5")
 	o.Keep, o.Name = true, "kept"
 	res, err := Run(context.Background(), e.ts, o)
@@ -447,7 +448,7 @@ func FuzzReadLogs(f *testing.F) {
 
 // flakyCreate fails the first Create like a hotplug script timing out.
 type flakyCreate struct {
-	*toolstack.Fake
+	*faketoolstack.Fake
 	calls int
 }
 
@@ -460,7 +461,7 @@ func (f *flakyCreate) Create(ctx context.Context, cfg string, paused bool) (int,
 }
 
 func TestCreateRetriedAfterHotplugTimeout(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	ts := &flakyCreate{Fake: e.ts}
 	var out bytes.Buffer
 	o := e.opts("echo", "hi")

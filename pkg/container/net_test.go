@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
-	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 )
 
 func TestPoolFor(t *testing.T) {
@@ -66,7 +66,7 @@ func TestLeases(t *testing.T) {
 }
 
 func TestRunBridgeAddress(t *testing.T) {
-	e := newEnv(t, toolstack.ScriptProgram)
+	e := newEnv(t, faketoolstack.ScriptProgram)
 	var stdout bytes.Buffer
 	o := e.opts("spec")
 	o.Stdout, o.Bridge = &stdout, "xenbr0"

@@ -25,8 +25,9 @@ import (
 
 // The conformance tests drive the real vxn-oci-runtime binary the way
 // containerd's runc shim does, with containerd's go-runc, against the fake
-// toolstack (VXN_TOOLSTACK=fake: each monitor runs an in-process fake Xen
-// whose guest interprets a few commands, see toolstack.ScriptProgram).
+// toolstack (built with -tags vxnfake and run with VXN_TOOLSTACK=fake: each
+// monitor runs an in-process fake Xen whose guest interprets a few
+// commands, see faketoolstack.ScriptProgram).
 
 var (
 	buildOnce sync.Once
@@ -35,8 +36,9 @@ var (
 	buildErr  error
 )
 
-// runtimeBinary builds cmd/vxn-oci-runtime once per test run, into a
-// directory shared by all tests (a t.TempDir would go with the first test).
+// runtimeBinary builds cmd/vxn-oci-runtime with the fake toolstack
+// (-tags vxnfake) once per test run, into a directory shared by all tests
+// (a t.TempDir would go with the first test).
 func runtimeBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -47,7 +49,7 @@ func runtimeBinary(t *testing.T) string {
 		}
 		binDir = dir
 		binPath = filepath.Join(dir, "vxn-oci-runtime")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/vxn-oci-runtime")
+		cmd := exec.Command("go", "build", "-tags", "vxnfake", "-o", binPath, "./cmd/vxn-oci-runtime")
 		cmd.Dir = testutil.RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -13,7 +13,7 @@ import (
 // monitor process (a re-exec of the running binary with
 // container.MonitorArg, so main must dispatch it first) that owns the guest
 // and answers on a control socket; the toolstack comes from the environment
-// (xl, or VXN_TOOLSTACK=fake).
+// (xl, or VXN_TOOLSTACK=fake in a build with the fake toolstack).
 type ContainerEngine struct{}
 
 // Spawn implements Engine.

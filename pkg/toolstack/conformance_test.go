@@ -1,4 +1,4 @@
-package toolstack
+package toolstack_test
 
 import (
 	"context"
@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
 )
 
 // conformance checks the behaviour vxn relies on, against any Toolstack.
 // cfg is an xl config for a guest that sends a guestproto Ready frame.
-func conformance(t *testing.T, ts Toolstack, cfgPath, name string, memMB int) {
+func conformance(t *testing.T, ts toolstack.Toolstack, cfgPath, name string, memMB int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
@@ -34,10 +36,10 @@ func conformance(t *testing.T, ts Toolstack, cfgPath, name string, memMB int) {
 	if len(doms) == 0 || doms[0].ID != 0 {
 		t.Fatalf("List = %+v: want Domain-0 first", doms)
 	}
-	if _, err := ts.DomID(ctx, "vxn-conformance-no-such-domain"); !errors.Is(err, ErrNoDomain) {
+	if _, err := ts.DomID(ctx, "vxn-conformance-no-such-domain"); !errors.Is(err, toolstack.ErrNoDomain) {
 		t.Errorf("DomID of a missing domain: err = %v, want ErrNoDomain", err)
 	}
-	if err := ts.Destroy(ctx, 32000); !errors.Is(err, ErrNoDomain) {
+	if err := ts.Destroy(ctx, 32000); !errors.Is(err, toolstack.ErrNoDomain) {
 		t.Errorf("Destroy of a missing domain: err = %v, want ErrNoDomain", err)
 	}
 
@@ -108,10 +110,10 @@ func conformance(t *testing.T, ts Toolstack, cfgPath, name string, memMB int) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("console still open 30s after Destroy")
 	}
-	if _, err := ts.DomID(ctx, name); !errors.Is(err, ErrNoDomain) {
+	if _, err := ts.DomID(ctx, name); !errors.Is(err, toolstack.ErrNoDomain) {
 		t.Errorf("DomID after Destroy: err = %v, want ErrNoDomain", err)
 	}
-	if err := ts.Unpause(ctx, id); !errors.Is(err, ErrNoDomain) {
+	if err := ts.Unpause(ctx, id); !errors.Is(err, toolstack.ErrNoDomain) {
 		t.Errorf("Unpause after Destroy: err = %v, want ErrNoDomain", err)
 	}
 }
@@ -129,7 +131,7 @@ func writeCfg(t *testing.T, d xlcfg.Domain) string {
 }
 
 func TestConformanceFake(t *testing.T) {
-	f := &Fake{Guest: FakeInit(ScriptProgram)}
+	f := &faketoolstack.Fake{Guest: faketoolstack.Init(faketoolstack.ScriptProgram)}
 	cfg := writeCfg(t, xlcfg.Domain{Name: "vxn-conf", Type: "pv", Memory: 64, Kernel: "/k", OnPoweroff: "destroy"})
 	conformance(t, f, cfg, "vxn-conf", 64)
 }
@@ -138,7 +140,7 @@ func TestConformanceFake(t *testing.T) {
 // with xl and a guest kernel plus vxn initramfs: VXN_TEST_KERNEL and
 // VXN_TEST_INITRAMFS, or the installed /usr/share/vxn/<arch>/ assets.
 func TestConformanceXL(t *testing.T) {
-	x := &XL{}
+	x := &toolstack.XL{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := x.Available(ctx); err != nil {

@@ -1,25 +1,29 @@
-// Package toolstack is vxn's one interface to Xen control on Dom0, with two
-// implementations: XL, which runs the xl and xenstore-read programs of the
-// Xen tools, and Fake, an in-process stand-in for unit tests that "boots" a
-// guest by running a Go function speaking the console protocol.
+// Package toolstack is vxn's one interface to Xen control on Dom0. Its
+// implementation is XL, which runs the xl and xenstore-read programs of the
+// Xen tools; tests use an in-process stand-in (package faketoolstack),
+// chosen by name through Selection and Register.
 //
 // We exec xl instead of linking a library because the only Go binding of
 // libxl (xen.git's tools/golang/xenlight) is cgo, experimental, generated per
 // Xen release and refused by the module proxy, and libvirt would add a daemon;
-// xl is what every Xen Dom0 has (see docs/go-deps.md §10). The text xl prints
+// xl is what every Xen Dom0 has. The text xl prints
 // (`xl list`, `xl info`, `xl domid`) is parsed here; those parsers accept any
 // input without panicking and are fuzzed.
 //
-// The console is attached with `xl console -t pv <domid>` over pipes: xenconsole
-// works without a tty. Creating paused (`xl create -p`), attaching the console
-// and only then unpausing guarantees that no guest output is missed.
+// The console is attached with `xl console -t pv <domid>` on a raw pty
+// (xenconsole forwards its input only from a terminal). Creating paused (`xl
+// create -p`), attaching the console and only then unpausing guarantees that
+// no guest output is missed.
 package toolstack
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 )
 
@@ -82,23 +86,61 @@ type Toolstack interface {
 }
 
 // Env is the environment variable selecting the toolstack of every vxn
-// binary: unset or "xl" is XL, "fake" is an in-process Fake whose guests run
-// FakeInit(ScriptProgram) (tests without Xen; each process has its own).
+// binary: unset or "xl" is XL; another name is a toolstack registered by a
+// test build ("fake": package faketoolstack, linked into tests and into
+// binaries built with -tags vxnfake).
 const Env = "VXN_TOOLSTACK"
 
+// Selection names a toolstack and its program: what the configuration
+// chooses, and what a container monitor in a process of its own is told
+// (it is JSON). The zero value is XL running "xl" from PATH.
+type Selection struct {
+	// Name is "" or "xl" for XL, else the name of a registered toolstack
+	// (Register).
+	Name string `json:"name,omitempty"`
+	// XL is XL's xl program; "" is "xl" from PATH.
+	XL string `json:"xl,omitempty"`
+}
+
 var (
-	fakeOnce sync.Once
-	fake     *Fake
+	registryMu sync.Mutex
+	registry   = map[string]func() Toolstack{}
 )
 
-// FromEnv returns the toolstack selected by $VXN_TOOLSTACK: the process's
-// one Fake for "fake", else XL running xlPath ("" = xl from PATH).
+// Register makes Open return open() for the toolstack called name. Test
+// doubles register themselves this way (package faketoolstack as "fake");
+// production builds register nothing.
+func Register(name string, open func() Toolstack) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[name] = open
+}
+
+// Open returns the selected toolstack: XL, or a registered one. The error
+// names the known toolstacks.
+func (s Selection) Open() (Toolstack, error) {
+	if s.Name == "" || s.Name == "xl" {
+		return &XL{XL: s.XL}, nil
+	}
+	registryMu.Lock()
+	open := registry[s.Name]
+	names := []string{"xl"}
+	for n := range registry {
+		names = append(names, n)
+	}
+	registryMu.Unlock()
+	if open == nil {
+		sort.Strings(names[1:])
+		return nil, fmt.Errorf("toolstack %q (%s) is not in this build; known: %s", s.Name, Env, strings.Join(names, ", "))
+	}
+	return open(), nil
+}
+
+// FromEnv returns the toolstack selected by $VXN_TOOLSTACK: a registered
+// one by its name, else XL running xlPath ("" = xl from PATH).
 func FromEnv(xlPath string) Toolstack {
-	if os.Getenv(Env) == "fake" {
-		fakeOnce.Do(func() {
-			fake = &Fake{TotalMemoryMB: 4096, Guest: FakeInit(ScriptProgram)}
-		})
-		return fake
+	if ts, err := (Selection{Name: os.Getenv(Env), XL: xlPath}).Open(); err == nil {
+		return ts
 	}
 	return &XL{XL: xlPath}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/container"
 	"github.com/vxn-dev/vxn/pkg/imagestore"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs testdata/script/*.txtar. The vxn command runs in-process
-// with toolstack.Fake (guests run toolstack.ScriptProgram); `exitcode N`
+// with faketoolstack.Fake (guests run faketoolstack.ScriptProgram); `exitcode N`
 // checks the last vxn's exit status; $STDIN_FILE, when set, is vxn's stdin;
 // `waitfor DURATION REGEXP vxn ARGS...` polls a command line (see waitFor).
 func TestScripts(t *testing.T) {
@@ -126,7 +127,7 @@ func newApp(ts *testscript.TestScript, name string) *App {
 		return v, v != ""
 	}
 	a.NewToolstack = func(*vxnconf.Config) toolstack.Toolstack {
-		return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
+		return &faketoolstack.Fake{Guest: faketoolstack.Init(faketoolstack.ScriptProgram)}
 	}
 	a.Stdin = strings.NewReader("")
 	if f := ts.Getenv("STDIN_FILE"); f != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/oci"
 	"github.com/vxn-dev/vxn/pkg/oci/testimage"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
@@ -127,7 +128,7 @@ func TestPullThroughMirror(t *testing.T) {
 		a.IsTerminal = func(io.Writer) bool { return false }
 		a.LookupEnv = func(string) (string, bool) { return "", false }
 		a.NewToolstack = func(*vxnconf.Config) toolstack.Toolstack {
-			return &toolstack.Fake{Guest: toolstack.FakeInit(toolstack.ScriptProgram)}
+			return &faketoolstack.Fake{Guest: faketoolstack.Init(faketoolstack.ScriptProgram)}
 		}
 		a.Transport = tr
 		a.Stdin, a.Stdout, a.Stderr = strings.NewReader(""), &stdout, &stderr

@@ -1,4 +1,15 @@
-package toolstack
+// Package faketoolstack is an in-process toolstack.Toolstack for tests
+// without Xen: Fake keeps domains as records and "boots" one by running a Go
+// function (GuestFunc) on an in-memory console; Init is such a function
+// speaking vxn-init's side of the console protocol, running a Program such
+// as ScriptProgram.
+//
+// Linking the package registers the process's Fake (Shared) as the
+// toolstack "fake" (toolstack.Register), selected with VXN_TOOLSTACK=fake.
+// Only tests import it, and binaries built with -tags vxnfake (cmd/vxn,
+// cmd/vxn-oci-runtime) for tests that drive the real command: production
+// builds do not contain it.
+package faketoolstack
 
 import (
 	"context"
@@ -10,6 +21,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
 )
 
@@ -17,10 +29,10 @@ import (
 // domain is unpaused, talking to Dom0 through g.Console, and its return is
 // the guest powering off. It must return when ctx is done (the domain was
 // destroyed).
-type GuestFunc func(ctx context.Context, g *FakeGuest)
+type GuestFunc func(ctx context.Context, g *Guest)
 
-// FakeGuest is what a GuestFunc sees of its domain.
-type FakeGuest struct {
+// Guest is what a GuestFunc sees of its domain.
+type Guest struct {
 	// Name, ID and MemoryMB describe the domain.
 	Name     string
 	ID       int
@@ -42,7 +54,7 @@ type FakeGuest struct {
 // returns the value until the domain is destroyed (Xen removes the home
 // with the domain; it is kept while a domain with on_poweroff = "preserve"
 // stays shut down).
-func (g *FakeGuest) XenstoreWrite(key, value string) {
+func (g *Guest) XenstoreWrite(key, value string) {
 	if g.f == nil {
 		return
 	}
@@ -76,7 +88,7 @@ type Fake struct {
 	// CreateErr, when set, makes Create fail with it (after parsing).
 	CreateErr error
 	// Xenstore holds the values XenstoreRead returns.
-	// Guests write it with FakeGuest.XenstoreWrite.
+	// Guests write it with Guest.XenstoreWrite.
 	Xenstore map[string]string
 
 	mu    sync.Mutex
@@ -86,10 +98,10 @@ type Fake struct {
 	cfgs  map[string][]byte
 }
 
-var _ Toolstack = (*Fake)(nil)
+var _ toolstack.Toolstack = (*Fake)(nil)
 
 type fakeDom struct {
-	g        FakeGuest
+	g        Guest
 	paused   bool
 	running  bool
 	cancel   context.CancelFunc
@@ -155,7 +167,7 @@ func (f *Fake) freeLocked() int {
 	return free
 }
 
-// Create implements Toolstack.
+// Create implements toolstack.Toolstack.
 func (f *Fake) Create(ctx context.Context, cfgPath string, paused bool) (int, error) {
 	src, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -165,7 +177,7 @@ func (f *Fake) Create(ctx context.Context, cfgPath string, paused bool) (int, er
 	if err != nil {
 		return 0, err
 	}
-	name, err := ConfigName(cfgPath)
+	name, err := toolstack.ConfigName(cfgPath)
 	if err != nil {
 		return 0, err
 	}
@@ -205,7 +217,7 @@ func (f *Fake) Create(ctx context.Context, cfgPath string, paused bool) (int, er
 	if v, ok := cfg.Get("on_poweroff"); ok && v.Text == "preserve" {
 		d.pres = true
 	}
-	d.g = FakeGuest{Name: name, ID: id, MemoryMB: mem, Config: cfg,
+	d.g = Guest{Name: name, ID: id, MemoryMB: mem, Config: cfg,
 		Console: struct {
 			io.Reader
 			io.Writer
@@ -265,12 +277,12 @@ func (f *Fake) get(domid int) (*fakeDom, error) {
 	f.init()
 	d, ok := f.doms[domid]
 	if !ok {
-		return nil, fmt.Errorf("fake xl: domain %d: %w", domid, ErrNoDomain)
+		return nil, fmt.Errorf("fake xl: domain %d: %w", domid, toolstack.ErrNoDomain)
 	}
 	return d, nil
 }
 
-// Unpause implements Toolstack.
+// Unpause implements toolstack.Toolstack.
 func (f *Fake) Unpause(ctx context.Context, domid int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -283,7 +295,7 @@ func (f *Fake) Unpause(ctx context.Context, domid int) error {
 	return nil
 }
 
-// Pause implements Toolstack: the domain is listed paused (its Go guest
+// Pause implements toolstack.Toolstack: the domain is listed paused (its Go guest
 // keeps running; nothing observes the difference in tests).
 func (f *Fake) Pause(ctx context.Context, domid int) error {
 	f.mu.Lock()
@@ -297,7 +309,7 @@ func (f *Fake) Pause(ctx context.Context, domid int) error {
 	return nil
 }
 
-// Shutdown implements Toolstack: it closes the guest's ShutdownRequested.
+// Shutdown implements toolstack.Toolstack: it closes the guest's ShutdownRequested.
 func (f *Fake) Shutdown(ctx context.Context, domid int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -310,7 +322,7 @@ func (f *Fake) Shutdown(ctx context.Context, domid int) error {
 	return nil
 }
 
-// Destroy implements Toolstack: the guest's context is cancelled and its
+// Destroy implements toolstack.Toolstack: the guest's context is cancelled and its
 // console closed at once.
 func (f *Fake) Destroy(ctx context.Context, domid int) error {
 	f.mu.Lock()
@@ -324,13 +336,13 @@ func (f *Fake) Destroy(ctx context.Context, domid int) error {
 	return nil
 }
 
-// List implements Toolstack; Domain-0 comes first.
-func (f *Fake) List(ctx context.Context) ([]Domain, error) {
+// List implements toolstack.Toolstack; Domain-0 comes first.
+func (f *Fake) List(ctx context.Context) ([]toolstack.Domain, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.init()
 	_, dom0 := f.mem()
-	out := []Domain{{Name: "Domain-0", ID: 0, MemoryMB: dom0, VCPUs: 1, State: "r-----"}}
+	out := []toolstack.Domain{{Name: "Domain-0", ID: 0, MemoryMB: dom0, VCPUs: 1, State: "r-----"}}
 	ids := make([]int, 0, len(f.doms))
 	for id := range f.doms {
 		ids = append(ids, id)
@@ -345,12 +357,12 @@ func (f *Fake) List(ctx context.Context) ([]Domain, error) {
 		case !d.running:
 			st = "---s--"
 		}
-		out = append(out, Domain{Name: d.g.Name, ID: id, MemoryMB: d.g.MemoryMB, VCPUs: 1, State: st})
+		out = append(out, toolstack.Domain{Name: d.g.Name, ID: id, MemoryMB: d.g.MemoryMB, VCPUs: 1, State: st})
 	}
 	return out, nil
 }
 
-// DomID implements Toolstack.
+// DomID implements toolstack.Toolstack.
 func (f *Fake) DomID(ctx context.Context, name string) (int, error) {
 	doms, _ := f.List(ctx)
 	for _, d := range doms {
@@ -358,19 +370,19 @@ func (f *Fake) DomID(ctx context.Context, name string) (int, error) {
 			return d.ID, nil
 		}
 	}
-	return 0, fmt.Errorf("fake xl: domain %q: %w", name, ErrNoDomain)
+	return 0, fmt.Errorf("fake xl: domain %q: %w", name, toolstack.ErrNoDomain)
 }
 
-// Info implements Toolstack.
-func (f *Fake) Info(ctx context.Context) (Info, error) {
+// Info implements toolstack.Toolstack.
+func (f *Fake) Info(ctx context.Context) (toolstack.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.init()
 	total, _ := f.mem()
-	return Info{TotalMemoryMB: total, FreeMemoryMB: f.freeLocked(), XenVersion: "fake", NrCPUs: 1}, nil
+	return toolstack.Info{TotalMemoryMB: total, FreeMemoryMB: f.freeLocked(), XenVersion: "fake", NrCPUs: 1}, nil
 }
 
-// Console implements Toolstack. Only one console may be attached at a
+// Console implements toolstack.Toolstack. Only one console may be attached at a
 // time, as with xl console.
 func (f *Fake) Console(ctx context.Context, domid int) (io.ReadWriteCloser, error) {
 	f.mu.Lock()
@@ -400,7 +412,7 @@ func (c *fakeConsole) Close() error {
 	return nil
 }
 
-// XenstoreRead implements Toolstack from the Xenstore map.
+// XenstoreRead implements toolstack.Toolstack from the Xenstore map.
 func (f *Fake) XenstoreRead(ctx context.Context, path string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

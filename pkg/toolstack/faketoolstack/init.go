@@ -1,4 +1,4 @@
-package toolstack
+package faketoolstack
 
 import (
 	"bytes"
@@ -58,12 +58,12 @@ func (p *Proc) StartFailed(status int, msg string) int {
 	return status
 }
 
-// Program is the container a FakeInit guest runs; it returns the exit status.
+// Program is the container an Init guest runs; it returns the exit status.
 // It should return when ctx is done (the domain was destroyed, or for an
 // exec session: the main process ended).
 type Program func(ctx context.Context, p *Proc) int
 
-// FakeInit returns a GuestFunc that behaves like vxn-init on the console:
+// Init returns a GuestFunc that behaves like vxn-init on the console:
 // some kernel noise, Ready, wait for the Spec, Started, the program's output
 // as Stdout/Stderr frames, then the exit status in the xenstore key
 // data/vxn-exit and an Exit frame. Stdin, StdinClose, Signal and Window
@@ -72,8 +72,8 @@ type Program func(ctx context.Context, p *Proc) int
 // output is ExecData, their end ExecExit. When the main process ends, the
 // sessions still running are cancelled (their ctx is done) and reported
 // before the Exit frame.
-func FakeInit(prog Program) GuestFunc {
-	return func(ctx context.Context, g *FakeGuest) {
+func Init(prog Program) GuestFunc {
+	return func(ctx context.Context, g *Guest) {
 		fi := &fakeInit{g: g, prog: prog, w: guestproto.NewWriter(g.Console),
 			sessions: map[uint32]*fakeSession{}, windows: map[uint32]guestproto.Window{}}
 		fi.run(ctx)
@@ -81,7 +81,7 @@ func FakeInit(prog Program) GuestFunc {
 }
 
 type fakeInit struct {
-	g    *FakeGuest
+	g    *Guest
 	prog Program
 	w    *guestproto.Writer
 

@@ -1,10 +1,12 @@
-package toolstack
+package faketoolstack
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 	"github.com/vxn-dev/vxn/pkg/xlcfg"
 )
 
-// fakeConn is Dom0's end of a FakeInit guest in the tests: it sends frames
+// fakeConn is Dom0's end of an Init guest in the tests: it sends frames
 // and records every frame the guest sends.
 type fakeConn struct {
 	t      *testing.T
@@ -27,7 +29,7 @@ type fakeConn struct {
 
 func startFake(t *testing.T) *fakeConn {
 	t.Helper()
-	f := &Fake{Guest: FakeInit(ScriptProgram)}
+	f := &Fake{Guest: Init(ScriptProgram)}
 	cfg := writeCfg(t, xlcfg.Domain{Name: "vxn-fi", Type: "pv", Memory: 64, Kernel: "/k", OnPoweroff: "preserve"})
 	ctx := context.Background()
 	id, err := f.Create(ctx, cfg, true)
@@ -166,7 +168,7 @@ func (c *fakeConn) xenstoreExit() (string, error) {
 	return c.f.XenstoreRead(context.Background(), fmt.Sprintf("/local/domain/%d/data/vxn-exit", c.id))
 }
 
-func TestFakeInitMain(t *testing.T) {
+func TestInitMain(t *testing.T) {
 	tests := []struct {
 		name           string
 		spec           guestproto.Spec
@@ -218,7 +220,7 @@ func TestFakeInitMain(t *testing.T) {
 	}
 }
 
-func TestFakeInitSignalAndShutdown(t *testing.T) {
+func TestInitSignalAndShutdown(t *testing.T) {
 	c := startFake(t)
 	c.sendJSON(guestproto.TypeSpec, guestproto.Spec{Args: []string{"sleep", "1000"}})
 	c.waitFor(guestproto.TypeStarted, "")
@@ -236,7 +238,7 @@ func TestFakeInitSignalAndShutdown(t *testing.T) {
 	}
 }
 
-func TestFakeInitDestroyRemovesXenstore(t *testing.T) {
+func TestInitDestroyRemovesXenstore(t *testing.T) {
 	c := startFake(t)
 	c.sendJSON(guestproto.TypeSpec, guestproto.Spec{Args: []string{"true"}})
 	if code := c.finish(); code != 0 {
@@ -264,7 +266,7 @@ type execCase struct {
 	stderr string
 }
 
-func TestFakeInitExec(t *testing.T) {
+func TestInitExec(t *testing.T) {
 	tests := []execCase{
 		{name: "echo", exec: guestproto.ExecSpec{ID: 1, Args: []string{"echo", "hi"}}, stdout: "hi\n"},
 		{name: "stderr", exec: guestproto.ExecSpec{ID: 2, Args: []string{"echo-err", "e"}}, stderr: "e\n"},
@@ -332,7 +334,7 @@ func TestFakeInitExec(t *testing.T) {
 	}
 }
 
-func TestFakeInitExecWindow(t *testing.T) {
+func TestInitExecWindow(t *testing.T) {
 	c := startFake(t)
 	c.sendJSON(guestproto.TypeSpec, guestproto.Spec{Args: []string{"wait-signal"}})
 	c.waitFor(guestproto.TypeStdout, "waiting")
@@ -348,9 +350,9 @@ func TestFakeInitExecWindow(t *testing.T) {
 	}
 }
 
-// TestFakeInitExecLifecycle covers sessions refused or ended by the
+// TestInitExecLifecycle covers sessions refused or ended by the
 // container's state.
-func TestFakeInitExecLifecycle(t *testing.T) {
+func TestInitExecLifecycle(t *testing.T) {
 	c := startFake(t)
 	// Before the spec: no container yet.
 	c.sendJSON(guestproto.TypeExec, guestproto.ExecSpec{ID: 1, Args: []string{"true"}})
@@ -406,4 +408,16 @@ func TestBufPipe(t *testing.T) {
 	if err != nil || len(b) != 100 {
 		t.Errorf("read %d bytes, %v", len(b), err)
 	}
+}
+
+func writeCfg(t *testing.T, d xlcfg.Domain) string {
+	b, err := xlcfg.Generate(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "guest.cfg")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
