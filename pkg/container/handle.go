@@ -25,8 +25,9 @@ import (
 type Handle struct {
 	// RuntimeDir and ID locate the container.
 	RuntimeDir, ID string
-	// Toolstack is used only to clean up after a dead monitor; nil is
-	// toolstack.FromEnv("").
+	// Toolstack is used only to clean up after a dead monitor; nil is the
+	// toolstack recorded in the container's state (SpawnOptions.Toolstack),
+	// else xl from PATH.
 	Toolstack toolstack.Toolstack
 }
 
@@ -263,7 +264,14 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 	// The monitor is gone: clean up what it may have left.
 	ts := h.Toolstack
 	if ts == nil {
-		ts = toolstack.FromEnv("")
+		var sel toolstack.Selection
+		if st.Toolstack != nil {
+			sel = *st.Toolstack
+		}
+		var err error
+		if ts, err = sel.Open(); err != nil {
+			return fmt.Errorf("container %s: %w", short(h.ID), err)
+		}
 	}
 	g, err := lockRuntime(h.RuntimeDir)
 	if err != nil {

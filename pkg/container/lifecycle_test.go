@@ -20,12 +20,12 @@ import (
 )
 
 // TestMain lets the test binary act as a container monitor (Spawn re-execs
-// /proc/self/exe) with the fake toolstack.
+// /proc/self/exe); spawnOpts tells monitors to use the fake toolstack, which
+// the test binary links.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == MonitorArg {
 		os.Exit(MonitorMain())
 	}
-	os.Setenv(toolstack.Env, "fake")
 	os.Exit(m.Run())
 }
 
@@ -43,7 +43,7 @@ func waitExit(t *testing.T, pid int) int {
 }
 
 func spawnOpts(e *env, args ...string) SpawnOptions {
-	return SpawnOptions{Options: e.opts(args...)}
+	return SpawnOptions{Options: e.opts(args...), Toolstack: toolstack.Selection{Name: faketoolstack.Name}}
 }
 
 func TestSpawnRunsAndLogs(t *testing.T) {
@@ -471,4 +471,25 @@ func TestCreateRetriedAfterHotplugTimeout(t *testing.T) {
 		t.Errorf("got %+v %v %q after %d creates", res, err, out.String(), ts.calls)
 	}
 	e.clean()
+}
+
+// TestSpawnUsesSelectedXL proves that a spawned monitor runs the xl program
+// of SpawnOptions.Toolstack, not "xl" from PATH.
+func TestSpawnUsesSelectedXL(t *testing.T) {
+	e := newEnv(t, faketoolstack.ScriptProgram)
+	xl, log, err := faketoolstack.XLScript(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := spawnOpts(e, "echo")
+	o.Toolstack = toolstack.Selection{XL: xl}
+	if _, err := Spawn(context.Background(), o); err == nil || !strings.Contains(err.Error(), "not a Xen host (test script)") {
+		t.Errorf("Spawn with a failing xl: err = %v", err)
+	}
+	if b, err := os.ReadFile(log); err != nil || len(b) == 0 {
+		t.Errorf("the monitor did not run %s: %q, %v", xl, b, err)
+	}
+	if sts, _ := List(e.runtime); len(sts) != 0 {
+		t.Errorf("state left: %+v", sts)
+	}
 }

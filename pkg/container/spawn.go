@@ -73,6 +73,9 @@ type SpawnOptions struct {
 	Annotations map[string]string
 	// AutoRemove removes the state when the container stops (run --rm -d).
 	AutoRemove bool
+	// Toolstack is the toolstack the monitor opens (the caller's choice,
+	// e.g. vxnconf's); it is also recorded in the state, for Delete.
+	Toolstack toolstack.Selection
 }
 
 // monitorConfig travels over the options pipe.
@@ -111,6 +114,7 @@ func Spawn(ctx context.Context, o SpawnOptions) (int, error) {
 	}
 	st := initialState(&o.Options, DomainName(o.ID), 0)
 	st.Bundle, st.Annotations, st.LogPath = o.Bundle, o.Annotations, o.LogPath
+	st.Toolstack = &o.Toolstack
 	sd, err := newStateDir(o.RuntimeDir, st)
 	if err != nil {
 		return 0, err
@@ -253,6 +257,11 @@ func MonitorMain() int {
 func monitorContainer(cfg *monitorConfig, report func(error)) int {
 	o := cfg.Spawn
 	lock := os.NewFile(fdLock, "lock")
+	ts, err := o.Toolstack.Open()
+	if err != nil {
+		report(err)
+		return 125
+	}
 	st, err := readState(filepath.Join(o.RuntimeDir, o.ID))
 	if err != nil {
 		report(err)
@@ -281,7 +290,7 @@ func monitorContainer(cfg *monitorConfig, report func(error)) int {
 		opts.WindowSizes = watchWindow(pty)
 	}
 	res := &Result{ID: o.ID, Domain: DomainName(o.ID), ExitCode: -1}
-	m := &monitor{ts: toolstack.FromEnv(""), o: opts, sd: sd, res: res, hold: o.Hold, notify: report}
+	m := &monitor{ts: ts, o: opts, sd: sd, res: res, hold: o.Hold, notify: report}
 	if o.LogPath != "" {
 		if m.logw, err = openJSONLog(o.LogPath); err != nil {
 			report(err)

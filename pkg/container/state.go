@@ -94,6 +94,10 @@ type State struct {
 	LogPath string `json:"log_path,omitempty"`
 	// Address is the guest's leased IPv4 address (--network bridge).
 	Address string `json:"address,omitempty"`
+	// Toolstack is the toolstack a spawned monitor was told to use; Delete
+	// cleans up after a dead monitor with it. nil for a container run in
+	// the caller's process (Run), whose caller knows its toolstack.
+	Toolstack *toolstack.Selection `json:"toolstack,omitempty"`
 }
 
 // stateDir is one container's directory, held locked while vxn runs it.

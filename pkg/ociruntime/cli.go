@@ -41,7 +41,7 @@ type Runtime struct {
 	// create they become the container's (the engine hands pipes or fifos
 	// over this way).
 	Stdin, Stdout, Stderr *os.File
-	// LookupEnv reads the environment (VXN_CONFIG).
+	// LookupEnv reads the environment (VXN_CONFIG, VXN_TOOLSTACK).
 	LookupEnv func(string) (string, bool)
 	// AssetRoot is where the guest kernel and initramfs are looked up
 	// unless the config file names them (vxnconf.DefaultAssetRoot).
@@ -412,7 +412,7 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 		Kernel: kernel, Initramfs: initramfs, ImageDisk: dr.Path,
 		MemoryMB: plan.MemoryMB, VCPUs: plan.VCPUs, Type: cfg.Type, Bridge: bridge,
 		Args: plan.Args, Env: plan.Env, Cwd: plan.Cwd, User: plan.User, Hostname: plan.Hostname, TTY: plan.TTY,
-		ConsoleSocket: sock, Annotations: plan.Annotations}
+		ConsoleSocket: sock, Annotations: plan.Annotations, Toolstack: cfg.Toolstack(r.LookupEnv)}
 	if !plan.TTY {
 		// The engine's pipes or fifos are our stdio. With a terminal they
 		// are not the container's: a caller reading them to EOF (go-runc

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/internal/testutil"
+	"github.com/vxn-dev/vxn/pkg/toolstack/faketoolstack"
 )
 
 // The conformance tests drive the real vxn-oci-runtime binary the way
@@ -522,5 +523,34 @@ func TestConformanceTerminal(t *testing.T) {
 	}
 	if !strings.HasPrefix(strings.TrimSpace(line), "/dev/pts/") {
 		t.Errorf("the process has no terminal: %q", line)
+	}
+}
+
+// TestConformanceConfiguredXL proves that a container's monitor, a process
+// of its own, runs the xl program of the vxn config's xl: key (the runtime
+// tells it the toolstack over its options pipe).
+func TestConformanceConfiguredXL(t *testing.T) {
+	e := newEnv(t)
+	xl, log, err := faketoolstack.XLScript(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(e.dir, "config.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "xl: %s\n", xl)
+	f.Close()
+	t.Setenv("VXN_TOOLSTACK", "") // xl, not the fake
+	b := e.bundle("xl-conf", nil, "echo", "hi")
+	err = e.r.Create(e.ctx, "xl-conf", b, &runc.CreateOpts{})
+	if err == nil {
+		e.r.Delete(context.Background(), "xl-conf", &runc.DeleteOpts{Force: true})
+	}
+	if err == nil || !strings.Contains(e.logText(), "not a Xen host (test script)") {
+		t.Errorf("create with a failing xl: %v; log:\n%s", err, e.logText())
+	}
+	if b, err := os.ReadFile(log); err != nil || len(b) == 0 {
+		t.Errorf("the monitor did not run %s: %q, %v", xl, b, err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 // Engine is the container lifecycle the runtime drives: pkg/container's
@@ -41,6 +43,9 @@ type SpawnRequest struct {
 	ConsoleSocket string
 	// Annotations are recorded in the state.
 	Annotations map[string]string
+	// Toolstack is the toolstack the container's monitor uses (the vxn
+	// config's xl: and $VXN_TOOLSTACK).
+	Toolstack toolstack.Selection
 }
 
 // ExecRequest is one more process in a running container.

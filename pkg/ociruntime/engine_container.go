@@ -12,8 +12,8 @@ import (
 // ContainerEngine is the Engine of pkg/container: every container has a
 // monitor process (a re-exec of the running binary with
 // container.MonitorArg, so main must dispatch it first) that owns the guest
-// and answers on a control socket; the toolstack comes from the environment
-// (xl, or VXN_TOOLSTACK=fake in a build with the fake toolstack).
+// and answers on a control socket; the monitor uses the request's toolstack
+// (SpawnRequest.Toolstack), told over its options pipe.
 type ContainerEngine struct{}
 
 // Spawn implements Engine.
@@ -25,7 +25,7 @@ func (ContainerEngine) Spawn(ctx context.Context, r SpawnRequest) (int, error) {
 			Args: r.Args, Env: r.Env, Cwd: r.Cwd, User: r.User, Hostname: r.Hostname, TTY: r.TTY,
 		},
 		Stdio: r.Stdio, ConsoleSocket: r.ConsoleSocket, Hold: true,
-		Bundle: r.Bundle, Annotations: r.Annotations,
+		Bundle: r.Bundle, Annotations: r.Annotations, Toolstack: r.Toolstack,
 	})
 }
 

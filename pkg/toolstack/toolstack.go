@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -134,13 +133,4 @@ func (s Selection) Open() (Toolstack, error) {
 		return nil, fmt.Errorf("toolstack %q (%s) is not in this build; known: %s", s.Name, Env, strings.Join(names, ", "))
 	}
 	return open(), nil
-}
-
-// FromEnv returns the toolstack selected by $VXN_TOOLSTACK: a registered
-// one by its name, else XL running xlPath ("" = xl from PATH).
-func FromEnv(xlPath string) Toolstack {
-	if ts, err := (Selection{Name: os.Getenv(Env), XL: xlPath}).Open(); err == nil {
-		return ts
-	}
-	return &XL{XL: xlPath}
 }

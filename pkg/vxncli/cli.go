@@ -193,11 +193,20 @@ func configMirrors(path string, cfg *vxnconf.Config) ([]oci.Mirror, error) {
 	return ms, nil
 }
 
-func (a *App) toolstack() toolstack.Toolstack {
-	if a.NewToolstack != nil {
-		return a.NewToolstack(a.cfg)
+// selection is the configured toolstack (config file and environment).
+func (a *App) selection() toolstack.Selection {
+	cfg := a.cfg
+	if cfg == nil {
+		cfg = &vxnconf.Config{}
 	}
-	return toolstack.FromEnv(a.cfg.XL)
+	return cfg.Toolstack(a.LookupEnv)
+}
+
+func (a *App) toolstack() (toolstack.Toolstack, error) {
+	if a.NewToolstack != nil {
+		return a.NewToolstack(a.cfg), nil
+	}
+	return a.selection().Open()
 }
 
 // pullOptions returns fetch options (the configured registry mirrors, a

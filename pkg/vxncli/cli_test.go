@@ -21,12 +21,12 @@ import (
 )
 
 // TestMain lets the test binary act as a container monitor (run -d spawns
-// /proc/self/exe) with the fake toolstack.
+// /proc/self/exe); the scripts select the fake toolstack, which the test
+// binary links, with VXN_TOOLSTACK=fake.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == container.MonitorArg {
 		os.Exit(container.MonitorMain())
 	}
-	os.Setenv(toolstack.Env, "fake")
 	os.Exit(m.Run())
 }
 
@@ -55,6 +55,7 @@ func TestScripts(t *testing.T) {
 			os.WriteFile(filepath.Join(w, "config.yaml"), []byte(cfg), 0o644)
 			e.Setenv("VXN_CONFIG", filepath.Join(w, "config.yaml"))
 			e.Setenv("IMG", "dir:"+rootfs)
+			e.Setenv(toolstack.Env, faketoolstack.Name)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -175,13 +176,14 @@ func TestPersonality(t *testing.T) {
 }
 
 func TestNeedXen(t *testing.T) {
-	t.Setenv(toolstack.Env, "")
-	a := &App{Name: NameVdkr, cfg: &vxnconf.Config{XL: filepath.Join(t.TempDir(), "no-xl")}}
+	env := map[string]string{}
+	a := &App{Name: NameVdkr, cfg: &vxnconf.Config{XL: filepath.Join(t.TempDir(), "no-xl")},
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
 	err := a.needXen()
 	if err == nil || !strings.Contains(err.Error(), "Xen not available: ") || !strings.Contains(err.Error(), "run it in a Xen Dom0") {
 		t.Errorf("needXen without xl: %v", err)
 	}
-	t.Setenv(toolstack.Env, "fake")
+	env[toolstack.Env] = "fake"
 	if err := a.needXen(); err != nil {
 		t.Errorf("needXen with the fake toolstack: %v", err)
 	}
@@ -209,5 +211,40 @@ func TestHostDefaults(t *testing.T) {
 	}
 	if container.DefaultRuntimeDir != vxnconf.DefaultRuntimeDir {
 		t.Errorf("container.DefaultRuntimeDir %q, vxnconf.DefaultRuntimeDir %q", container.DefaultRuntimeDir, vxnconf.DefaultRuntimeDir)
+	}
+}
+
+// TestRunDetachedUsesConfiguredXL proves that the monitor of `vxn run -d`,
+// a process of its own, runs the xl program of the config file's xl: key
+// (it is told the toolstack over its options pipe).
+func TestRunDetachedUsesConfiguredXL(t *testing.T) {
+	w := t.TempDir()
+	xl, log, err := faketoolstack.XLScript(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(w, "rootfs")
+	os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755)
+	for _, f := range []string{"vmlinux", "initramfs.cpio.gz"} {
+		os.WriteFile(filepath.Join(w, f), []byte("fake"), 0o644)
+	}
+	cfg := filepath.Join(w, "config.yaml")
+	os.WriteFile(cfg, []byte("kernel: "+filepath.Join(w, "vmlinux")+"\ninitramfs: "+filepath.Join(w, "initramfs.cpio.gz")+
+		"\nimage_store: "+filepath.Join(w, "store")+"\nruntime_dir: "+filepath.Join(w, "run")+"\nxl: "+xl+"\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	a := NewApp()
+	a.Signals = nil
+	a.IsTerminal = func(io.Writer) bool { return false }
+	a.LookupEnv = func(string) (string, bool) { return "", false }
+	// vxn's own (in-process) toolstack is a fake; the monitor's is chosen
+	// by the config alone.
+	a.NewToolstack = func(*vxnconf.Config) toolstack.Toolstack { return &faketoolstack.Fake{} }
+	a.Stdin, a.Stdout, a.Stderr = strings.NewReader(""), &stdout, &stderr
+	code := a.Main([]string{"--config", cfg, "run", "-d", "dir:" + rootfs, "echo", "hi"})
+	if code != ExitVxnError || !strings.Contains(stderr.String(), "not a Xen host (test script)") {
+		t.Errorf("run -d with a failing xl: exit %d, stderr %q; want 125 and the script's error", code, stderr.String())
+	}
+	if b, err := os.ReadFile(log); err != nil || len(b) == 0 {
+		t.Errorf("the detached monitor did not run %s: %q, %v", xl, b, err)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/container"
-	"github.com/vxn-dev/vxn/pkg/toolstack"
 	"github.com/vxn-dev/vxn/pkg/vxnconf"
 )
 
@@ -53,12 +52,13 @@ func (a *App) runtimeDirOrDefault() string {
 // needXen checks, cheaply, that this is a Xen Dom0 with xl: the front-ends
 // say so clearly instead of failing in the middle of a run.
 func (a *App) needXen() error {
-	if a.NewToolstack != nil || os.Getenv(toolstack.Env) == "fake" {
-		return nil
+	sel := a.selection()
+	if a.NewToolstack != nil || sel.Name != "" && sel.Name != "xl" {
+		return nil // not Xen's xl: Open says whether it exists
 	}
 	xl := "xl"
-	if a.cfg != nil && a.cfg.XL != "" {
-		xl = a.cfg.XL
+	if sel.XL != "" {
+		xl = sel.XL
 	}
 	why := ""
 	if _, err := exec.LookPath(xl); err != nil {
@@ -80,7 +80,9 @@ func (a *App) find(ref string) (*container.Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.Toolstack = a.toolstack()
+	if h.Toolstack, err = a.toolstack(); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 

@@ -117,7 +117,10 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		ropt.EnvFiles = append(ropt.EnvFiles, env)
 	}
 
-	ts := a.toolstack()
+	ts, err := a.toolstack()
+	if err != nil {
+		return err
+	}
 	// The memory check's `xl info` (the slowest host-side step) runs
 	// while the image and its disk are looked up.
 	type infoResult struct {
@@ -199,7 +202,7 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 	if f.detach {
-		so := container.SpawnOptions{Options: o, AutoRemove: f.rm,
+		so := container.SpawnOptions{Options: o, AutoRemove: f.rm, Toolstack: a.selection(),
 			LogPath: filepath.Join(a.runtimeDirOrDefault(), o.ID, container.LogFile)}
 		if _, err := container.Spawn(ctx, so); err != nil {
 			return err

@@ -1,7 +1,7 @@
 // Package vxnconf is the Dom0 configuration shared by vxn and
 // vxn-oci-runtime: the file /etc/vxn/config.yaml (Config) and the host
 // defaults it overrides — the bridge, the image store, the containers'
-// state directory and the guest kernel and initramfs.
+// state directory, the guest kernel and initramfs, and the toolstack.
 //
 // Every key of the file is optional and unknown keys are errors. vxn's
 // command-line flags override the file; the OCI runtime has no such flags
@@ -17,6 +17,8 @@ import (
 	"runtime"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 // Host defaults.
@@ -129,6 +131,15 @@ func (c *Config) ImageStoreRoot() string {
 		return c.ImageStore
 	}
 	return DefaultImageStore
+}
+
+// Toolstack is the toolstack of a process whose environment lookupEnv
+// reads: the one named by $VXN_TOOLSTACK (toolstack.Env; unset is xl),
+// running the xl program of the xl: key. It is the one place vxn and the
+// OCI runtime choose it; their container monitors are told the choice.
+func (c *Config) Toolstack(lookupEnv func(string) (string, bool)) toolstack.Selection {
+	name, _ := lookupEnv(toolstack.Env)
+	return toolstack.Selection{Name: name, XL: c.XL}
 }
 
 // AssetArch is the directory name of the running architecture's assets

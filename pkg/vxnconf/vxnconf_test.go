@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
 
 func TestParse(t *testing.T) {
@@ -105,5 +107,18 @@ func TestFindAssets(t *testing.T) {
 	k, i, err := FindAssets(root, "", "", "")
 	if err != nil || k != filepath.Join(dir, "vmlinux") || i != filepath.Join(dir, "initramfs.cpio.gz") {
 		t.Errorf("FindAssets = %q %q %v; want vmlinux preferred", k, i, err)
+	}
+}
+
+func TestToolstack(t *testing.T) {
+	env := map[string]string{}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c := &Config{XL: "/opt/xen/bin/xl"}
+	if got, want := c.Toolstack(lookup), (toolstack.Selection{XL: "/opt/xen/bin/xl"}); got != want {
+		t.Errorf("Toolstack() = %+v, want %+v", got, want)
+	}
+	env[toolstack.Env] = "fake"
+	if got, want := c.Toolstack(lookup), (toolstack.Selection{Name: "fake", XL: "/opt/xen/bin/xl"}); got != want {
+		t.Errorf("Toolstack() with %s=fake = %+v, want %+v", toolstack.Env, got, want)
 	}
 }
