@@ -55,6 +55,15 @@
 // and shared by every container of the same image (unused entries are
 // pruned after CacheMaxAge).
 //
+// # Configuration
+//
+// The runtime has no options of its own for the guest: it reads vxn's
+// config file (package vxnconf: /etc/vxn/config.yaml, or $VXN_CONFIG) for
+// the guest kernel and initramfs (kernel:, initramfs:), the default memory
+// and vCPUs, the guest type, the bridge, the image store (where the guest
+// disk cache lives) and the xl program (xl:). Each container's monitor uses
+// the toolstack chosen there; the runtime tells it over its options pipe.
+//
 // # Network
 //
 // Engines' network namespaces cannot reach a VM. The guest has no network
