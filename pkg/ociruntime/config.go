@@ -32,8 +32,8 @@ type Copy struct {
 	Source, Dest string
 }
 
-// Plan is what a bundle's config.json asks for, mapped onto a guest.
-type Plan struct {
+// GuestSpec is what a bundle's config.json asks for, mapped onto a guest.
+type GuestSpec struct {
 	// Args, Env, Cwd and User are the process; User is "uid:gid".
 	Args, Env []string
 	Cwd, User string
@@ -97,29 +97,12 @@ func ParseSpec(name string, b []byte) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// MapSpec maps a parsed config.json onto a guest plan. bundle is the bundle
+// MapSpec maps a parsed config.json onto a guest. bundle is the bundle
 // directory (root.path is relative to it). It checks what the runtime cannot
-// work without and lists what it cannot honour in Plan.Warnings.
-func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
-	if s.Process == nil {
-		return nil, errors.New("config.json: no process: expected process.args")
-	}
-	p := s.Process
-	if len(p.Args) == 0 || p.Args[0] == "" {
-		return nil, errors.New("config.json: process.args is empty: expected the command to run")
-	}
-	if p.Cwd == "" || !path.IsAbs(p.Cwd) {
-		return nil, fmt.Errorf("config.json: process.cwd %q: expected an absolute path", p.Cwd)
-	}
-	for i, e := range p.Env {
-		if !strings.Contains(e, "=") || strings.HasPrefix(e, "=") || strings.ContainsRune(e, 0) {
-			return nil, fmt.Errorf("config.json: process.env[%d] %q: expected KEY=VALUE", i, e)
-		}
-	}
-	for i, a := range p.Args {
-		if strings.ContainsRune(a, 0) {
-			return nil, fmt.Errorf("config.json: process.args[%d] contains a NUL byte", i)
-		}
+// work without and lists what it cannot honour in GuestSpec.Warnings.
+func MapSpec(s *specs.Spec, bundle string, lim Limits) (*GuestSpec, error) {
+	if err := checkProcess(s.Process); err != nil {
+		return nil, err
 	}
 	if s.Root == nil || s.Root.Path == "" {
 		return nil, errors.New("config.json: no root.path: expected the bundle's root file system")
@@ -128,16 +111,73 @@ func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
 	if !filepath.IsAbs(root) {
 		root = filepath.Join(bundle, root)
 	}
-	pl := &Plan{
+	p := s.Process
+	g := &GuestSpec{
 		Args: p.Args, Env: p.Env, Cwd: p.Cwd, TTY: p.Terminal,
 		User:     strconv.FormatUint(uint64(p.User.UID), 10) + ":" + strconv.FormatUint(uint64(p.User.GID), 10),
 		Hostname: s.Hostname, RootFS: filepath.Clean(root), ReadOnly: s.Root.Readonly,
 		MemoryMB: lim.DefaultMemoryMB, VCPUs: lim.DefaultVCPUs, Annotations: s.Annotations,
 	}
+	ignored := ignoredProcess(p, s.Hooks)
+	if l := s.Linux; l != nil {
+		ignored = append(ignored, ignoredLinux(l)...)
+		if l.Resources != nil {
+			ignored = append(ignored, g.mapResources(l.Resources, lim)...)
+		}
+	}
+	skipped, err := g.mapMounts(s.Mounts, bundle)
+	if err != nil {
+		return nil, err
+	}
+	if len(skipped) > 0 {
+		ignored = append(ignored, "mounts "+strings.Join(skipped, ", "))
+	}
+	if len(g.Copies) > 0 {
+		var ds []string
+		for _, c := range g.Copies {
+			ds = append(ds, c.Dest)
+		}
+		g.Warnings = append(g.Warnings, "bind mounts are copied into the guest disk at create (read-only snapshot, changes are not shared): "+strings.Join(ds, ", "))
+	}
+	if g.ReadOnly {
+		g.Warnings = append(g.Warnings, "root.readonly: the guest writes to a throw-away layer; the bundle's rootfs is never modified")
+	}
+	if len(ignored) > 0 {
+		sort.Strings(ignored)
+		g.Warnings = append(g.Warnings, "not applicable to a VM, ignored: "+strings.Join(ignored, "; "))
+	}
+	return g, nil
+}
+
+// checkProcess checks what the runtime cannot work without: the command,
+// an absolute working directory, well-formed env and args.
+func checkProcess(p *specs.Process) error {
+	if p == nil {
+		return errors.New("config.json: no process: expected process.args")
+	}
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return errors.New("config.json: process.args is empty: expected the command to run")
+	}
+	if p.Cwd == "" || !path.IsAbs(p.Cwd) {
+		return fmt.Errorf("config.json: process.cwd %q: expected an absolute path", p.Cwd)
+	}
+	for i, e := range p.Env {
+		if !strings.Contains(e, "=") || strings.HasPrefix(e, "=") || strings.ContainsRune(e, 0) {
+			return fmt.Errorf("config.json: process.env[%d] %q: expected KEY=VALUE", i, e)
+		}
+	}
+	for i, a := range p.Args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("config.json: process.args[%d] contains a NUL byte", i)
+		}
+	}
+	return nil
+}
+
+// ignoredProcess lists the process settings and hooks a VM does not honour.
+func ignoredProcess(p *specs.Process, h *specs.Hooks) []string {
 	var ignored []string
 	ignore := func(what string) { ignored = append(ignored, what) }
-
-	// process
 	var extra []string
 	for _, g := range p.User.AdditionalGids {
 		if g != p.User.GID {
@@ -150,30 +190,24 @@ func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
 	if p.User.Umask != nil && *p.User.Umask != 0o022 {
 		ignore(fmt.Sprintf("process.user.umask (%04o)", *p.User.Umask))
 	}
-	if p.Capabilities != nil {
-		ignore("process.capabilities")
+	for _, x := range []struct {
+		set  bool
+		what string
+	}{
+		{p.Capabilities != nil, "process.capabilities"},
+		{len(p.Rlimits) > 0, "process.rlimits"},
+		{p.NoNewPrivileges, "process.noNewPrivileges"},
+		{p.ApparmorProfile != "", "process.apparmorProfile"},
+		{p.SelinuxLabel != "", "process.selinuxLabel"},
+		{p.OOMScoreAdj != nil, "process.oomScoreAdj"},
+		{p.Scheduler != nil || p.IOPriority != nil || p.ExecCPUAffinity != nil, "process scheduling (scheduler, ioPriority, execCPUAffinity)"},
+	} {
+		if x.set {
+			ignore(x.what)
+		}
 	}
-	if len(p.Rlimits) > 0 {
-		ignore("process.rlimits")
-	}
-	if p.NoNewPrivileges {
-		ignore("process.noNewPrivileges")
-	}
-	if p.ApparmorProfile != "" {
-		ignore("process.apparmorProfile")
-	}
-	if p.SelinuxLabel != "" {
-		ignore("process.selinuxLabel")
-	}
-	if p.OOMScoreAdj != nil {
-		ignore("process.oomScoreAdj")
-	}
-	if p.Scheduler != nil || p.IOPriority != nil || p.ExecCPUAffinity != nil {
-		ignore("process scheduling (scheduler, ioPriority, execCPUAffinity)")
-	}
-	if s.Hooks != nil {
+	if h != nil {
 		var hs []string
-		h := s.Hooks
 		for _, x := range []struct {
 			name string
 			n    int
@@ -187,112 +221,113 @@ func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
 			ignore("hooks (" + strings.Join(hs, ",") + ")")
 		}
 	}
+	return ignored
+}
 
-	// linux
-	if l := s.Linux; l != nil {
-		var ns []string
-		for _, n := range l.Namespaces {
-			ns = append(ns, string(n.Type))
-		}
-		if len(ns) > 0 {
-			ignore("linux.namespaces (" + strings.Join(ns, ",") + ": the VM is the isolation)")
-		}
-		if len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0 {
-			ignore("linux.uidMappings/gidMappings")
-		}
-		if l.Seccomp != nil {
-			ignore("linux.seccomp")
-		}
-		if len(l.Sysctl) > 0 {
-			ignore("linux.sysctl")
-		}
-		if len(l.Devices) > 0 {
-			ignore("linux.devices")
-		}
-		if len(l.MaskedPaths) > 0 || len(l.ReadonlyPaths) > 0 {
-			ignore("linux.maskedPaths/readonlyPaths")
-		}
-		if l.MountLabel != "" {
-			ignore("linux.mountLabel")
-		}
-		if l.IntelRdt != nil {
-			ignore("linux.intelRdt")
-		}
-		if r := l.Resources; r != nil {
-			var cg []string
-			if r.Memory != nil {
-				if r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-					mb64 := (uint64(*r.Memory.Limit) + (1 << 20) - 1) >> 20
-					mb := 1 << 30
-					if mb64 < 1<<30 {
-						mb = int(mb64)
-					}
-					switch {
-					case lim.MinMemoryMB > 0 && mb < lim.MinMemoryMB:
-						pl.Warnings = append(pl.Warnings, fmt.Sprintf("linux.resources.memory.limit %d MB is below the guest minimum; the guest gets %d MB", mb, lim.MinMemoryMB))
-						mb = lim.MinMemoryMB
-					case lim.MaxMemoryMB > 0 && mb > lim.MaxMemoryMB:
-						pl.Warnings = append(pl.Warnings, fmt.Sprintf("linux.resources.memory.limit %d MB is above the guest maximum; the guest gets %d MB", mb, lim.MaxMemoryMB))
-						mb = lim.MaxMemoryMB
-					}
-					pl.MemoryMB = mb
-				}
-				if r.Memory.Reservation != nil || r.Memory.Swap != nil || r.Memory.Kernel != nil || r.Memory.Swappiness != nil {
-					cg = append(cg, "memory (reservation, swap, kernel, swappiness)")
-				}
-			}
-			if r.CPU != nil {
-				c := r.CPU
-				if c.Quota != nil && *c.Quota > 0 {
-					period := uint64(100000)
-					if c.Period != nil && *c.Period > 0 {
-						period = *c.Period
-					}
-					q := uint64(*c.Quota)
-					n64 := q / period
-					if q%period != 0 {
-						n64++
-					}
-					n := 1
-					if n64 > 1<<16 {
-						n = 1 << 16
-					} else if n64 > 1 {
-						n = int(n64)
-					}
-					if lim.MaxVCPUs > 0 && n > lim.MaxVCPUs {
-						pl.Warnings = append(pl.Warnings, fmt.Sprintf("linux.resources.cpu quota asks for %d CPUs; the guest gets %d vcpus", n, lim.MaxVCPUs))
-						n = lim.MaxVCPUs
-					}
-					pl.VCPUs = n
-				}
-				if c.Shares != nil || c.Cpus != "" || c.Mems != "" || c.RealtimeRuntime != nil || c.RealtimePeriod != nil || c.Idle != nil || c.Burst != nil {
-					cg = append(cg, "cpu (shares, cpuset, realtime, idle, burst)")
-				}
-			}
-			if r.Pids != nil {
-				cg = append(cg, "pids")
-			}
-			if r.BlockIO != nil {
-				cg = append(cg, "blockIO")
-			}
-			if len(r.HugepageLimits) > 0 {
-				cg = append(cg, "hugepageLimits")
-			}
-			if r.Network != nil {
-				cg = append(cg, "network")
-			}
-			if len(r.Rdma) > 0 || len(r.Unified) > 0 {
-				cg = append(cg, "rdma/unified")
-			}
-			if len(cg) > 0 {
-				ignore("cgroup resources " + strings.Join(cg, ", "))
-			}
+// ignoredLinux lists the linux settings (other than resources) a VM does
+// not honour.
+func ignoredLinux(l *specs.Linux) []string {
+	var ignored []string
+	var ns []string
+	for _, n := range l.Namespaces {
+		ns = append(ns, string(n.Type))
+	}
+	if len(ns) > 0 {
+		ignored = append(ignored, "linux.namespaces ("+strings.Join(ns, ",")+": the VM is the isolation)")
+	}
+	for _, x := range []struct {
+		set  bool
+		what string
+	}{
+		{len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0, "linux.uidMappings/gidMappings"},
+		{l.Seccomp != nil, "linux.seccomp"},
+		{len(l.Sysctl) > 0, "linux.sysctl"},
+		{len(l.Devices) > 0, "linux.devices"},
+		{len(l.MaskedPaths) > 0 || len(l.ReadonlyPaths) > 0, "linux.maskedPaths/readonlyPaths"},
+		{l.MountLabel != "", "linux.mountLabel"},
+		{l.IntelRdt != nil, "linux.intelRdt"},
+	} {
+		if x.set {
+			ignored = append(ignored, x.what)
 		}
 	}
+	return ignored
+}
 
-	// mounts
+// mapResources sizes the guest from the memory limit and the CPU quota
+// and returns the cgroup settings it cannot honour.
+func (g *GuestSpec) mapResources(r *specs.LinuxResources, lim Limits) []string {
+	var cg []string
+	if r.Memory != nil {
+		if r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+			mb64 := (uint64(*r.Memory.Limit) + (1 << 20) - 1) >> 20
+			mb := 1 << 30
+			if mb64 < 1<<30 {
+				mb = int(mb64)
+			}
+			switch {
+			case lim.MinMemoryMB > 0 && mb < lim.MinMemoryMB:
+				g.Warnings = append(g.Warnings, fmt.Sprintf("linux.resources.memory.limit %d MB is below the guest minimum; the guest gets %d MB", mb, lim.MinMemoryMB))
+				mb = lim.MinMemoryMB
+			case lim.MaxMemoryMB > 0 && mb > lim.MaxMemoryMB:
+				g.Warnings = append(g.Warnings, fmt.Sprintf("linux.resources.memory.limit %d MB is above the guest maximum; the guest gets %d MB", mb, lim.MaxMemoryMB))
+				mb = lim.MaxMemoryMB
+			}
+			g.MemoryMB = mb
+		}
+		if r.Memory.Reservation != nil || r.Memory.Swap != nil || r.Memory.Kernel != nil || r.Memory.Swappiness != nil {
+			cg = append(cg, "memory (reservation, swap, kernel, swappiness)")
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Quota != nil && *c.Quota > 0 {
+			period := uint64(100000)
+			if c.Period != nil && *c.Period > 0 {
+				period = *c.Period
+			}
+			q := uint64(*c.Quota)
+			n64 := q / period
+			if q%period != 0 {
+				n64++
+			}
+			n := 1
+			if n64 > 1<<16 {
+				n = 1 << 16
+			} else if n64 > 1 {
+				n = int(n64)
+			}
+			if lim.MaxVCPUs > 0 && n > lim.MaxVCPUs {
+				g.Warnings = append(g.Warnings, fmt.Sprintf("linux.resources.cpu quota asks for %d CPUs; the guest gets %d vcpus", n, lim.MaxVCPUs))
+				n = lim.MaxVCPUs
+			}
+			g.VCPUs = n
+		}
+		if c.Shares != nil || c.Cpus != "" || c.Mems != "" || c.RealtimeRuntime != nil || c.RealtimePeriod != nil || c.Idle != nil || c.Burst != nil {
+			cg = append(cg, "cpu (shares, cpuset, realtime, idle, burst)")
+		}
+	}
+	for _, x := range []struct {
+		set  bool
+		what string
+	}{
+		{r.Pids != nil, "pids"}, {r.BlockIO != nil, "blockIO"}, {len(r.HugepageLimits) > 0, "hugepageLimits"},
+		{r.Network != nil, "network"}, {len(r.Rdma) > 0 || len(r.Unified) > 0, "rdma/unified"},
+	} {
+		if x.set {
+			cg = append(cg, x.what)
+		}
+	}
+	if len(cg) > 0 {
+		return []string{"cgroup resources " + strings.Join(cg, ", ")}
+	}
+	return nil
+}
+
+// mapMounts turns bind mounts into copies into the guest disk and returns
+// the mounts it skips (the guest mounts its own kernel file systems).
+func (g *GuestSpec) mapMounts(mounts []specs.Mount, bundle string) ([]string, error) {
 	var skipped []string
-	for i, m := range s.Mounts {
+	for i, m := range mounts {
 		dest := m.Destination
 		if !path.IsAbs(dest) {
 			return nil, fmt.Errorf("config.json: mounts[%d].destination %q: expected an absolute path", i, dest)
@@ -314,7 +349,7 @@ func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
 				skipped = append(skipped, dest+" (bind of "+src+")")
 				continue
 			}
-			pl.Copies = append(pl.Copies, Copy{Source: src, Dest: dest})
+			g.Copies = append(g.Copies, Copy{Source: src, Dest: dest})
 		case kernelFSTypes[m.Type]:
 			if !guestMounts[dest] && !strings.HasPrefix(dest, "/dev/") && !strings.HasPrefix(dest, "/sys/") && !strings.HasPrefix(dest, "/proc/") {
 				skipped = append(skipped, dest+" ("+m.Type+")")
@@ -323,24 +358,7 @@ func MapSpec(s *specs.Spec, bundle string, lim Limits) (*Plan, error) {
 			skipped = append(skipped, dest+" ("+m.Type+")")
 		}
 	}
-	if len(skipped) > 0 {
-		ignore("mounts " + strings.Join(skipped, ", "))
-	}
-	if len(pl.Copies) > 0 {
-		var ds []string
-		for _, c := range pl.Copies {
-			ds = append(ds, c.Dest)
-		}
-		pl.Warnings = append(pl.Warnings, "bind mounts are copied into the guest disk at create (read-only snapshot, changes are not shared): "+strings.Join(ds, ", "))
-	}
-	if pl.ReadOnly {
-		pl.Warnings = append(pl.Warnings, "root.readonly: the guest writes to a throw-away layer; the bundle's rootfs is never modified")
-	}
-	if len(ignored) > 0 {
-		sort.Strings(ignored)
-		pl.Warnings = append(pl.Warnings, "not applicable to a VM, ignored: "+strings.Join(ignored, "; "))
-	}
-	return pl, nil
+	return skipped, nil
 }
 
 func hasOption(opts []string, o string) bool {
