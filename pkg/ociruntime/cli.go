@@ -383,17 +383,13 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 	if !plan.TTY && sock != "" {
 		return 0, errors.New("--console-socket given but process.terminal is false")
 	}
-	bridge := ""
-	switch n := plan.Annotations[NetworkAnnotation]; n {
-	case "", "none":
-	case "bridge":
-		bridge = cfg.BridgeName()
-	default:
-		return 0, fmt.Errorf("annotation %s=%q: expected none or bridge", NetworkAnnotation, n)
-	}
-	kernel, initramfs, err := vxnconf.FindAssets(r.AssetRoot, cfg.Kernel, cfg.Initramfs,
+	network := plan.Annotations[NetworkAnnotation]
+	guest, err := cfg.Guest(r.AssetRoot, vxnconf.GuestRequest{MemoryMB: plan.MemoryMB, VCPUs: plan.VCPUs, Network: network},
 		"set kernel: and initramfs: in "+cfgPath)
 	if err != nil {
+		if network != "" && network != "none" && network != "bridge" {
+			return 0, fmt.Errorf("annotation %s=%q: expected none or bridge", NetworkAnnotation, network)
+		}
 		return 0, err
 	}
 	for _, w := range plan.Warnings {
@@ -409,8 +405,8 @@ func (r *Runtime) create(ctx context.Context, fs *flagSet) (int, error) {
 	}
 	r.log.debugf("container %s: guest disk %s (cached %v, hit %v) in %v", id, dr.Path, dr.Cached, dr.Hit, dr.Took)
 	req := SpawnRequest{ID: id, Root: r.root, Bundle: bundle,
-		Kernel: kernel, Initramfs: initramfs, ImageDisk: dr.Path,
-		MemoryMB: plan.MemoryMB, VCPUs: plan.VCPUs, Type: cfg.Type, Bridge: bridge,
+		Kernel: guest.Kernel, Initramfs: guest.Initramfs, ImageDisk: dr.Path,
+		MemoryMB: guest.MemoryMB, VCPUs: guest.VCPUs, Type: guest.Type, Bridge: guest.Bridge,
 		Args: plan.Args, Env: plan.Env, Cwd: plan.Cwd, User: plan.User, Hostname: plan.Hostname, TTY: plan.TTY,
 		ConsoleSocket: sock, Annotations: plan.Annotations, Toolstack: cfg.Toolstack(r.LookupEnv)}
 	if !plan.TTY {

@@ -70,6 +70,28 @@ With -d the container runs in the background and its id is printed.`,
 	return cmd
 }
 
+// runOptions are the docker-run settings of the command line: command,
+// env (with --env-file files), workdir, user, entrypoint, terminal.
+func (a *App) runOptions(cmd *cobra.Command, f *runFlags, args []string) (oci.RunOptions, error) {
+	ropt := oci.RunOptions{Cmd: args[1:], Env: f.env, LookupEnv: a.LookupEnv, WorkDir: f.workdir, User: f.user, TTY: f.tty}
+	if cmd.Flags().Changed("entrypoint") {
+		ropt.Entrypoint = &f.entrypoint
+	}
+	for _, p := range f.envFiles {
+		r, err := os.Open(p)
+		if err != nil {
+			return oci.RunOptions{}, fmt.Errorf("--env-file: %w", err)
+		}
+		env, err := oci.ParseEnvFile(p, r)
+		r.Close()
+		if err != nil {
+			return oci.RunOptions{}, err
+		}
+		ropt.EnvFiles = append(ropt.EnvFiles, env)
+	}
+	return ropt, nil
+}
+
 func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	t0 := time.Now()
 	ctx := cmd.Context()
@@ -79,42 +101,18 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.detach && f.interactive {
 		return errors.New("-d and -i cannot be combined (there is no attach): use vxn exec -i")
 	}
-	cfg := a.cfg
-	bridge := ""
-	switch f.network {
-	case "none", "":
-	case "bridge":
-		bridge = cfg.BridgeName()
-	default:
+	if f.network != "" && f.network != "none" && f.network != "bridge" {
 		return fmt.Errorf("--network %q: expected none or bridge", f.network)
 	}
-	kernel, initramfs := f.kernel, f.initramfs
-	if kernel == "" {
-		kernel = cfg.Kernel
-	}
-	if initramfs == "" {
-		initramfs = cfg.Initramfs
-	}
-	kernel, initramfs, err := vxnconf.FindAssets(a.AssetRoot, kernel, initramfs,
+	guest, err := a.cfg.Guest(a.AssetRoot, vxnconf.GuestRequest{Kernel: f.kernel, Initramfs: f.initramfs,
+		MemoryMB: f.memory, VCPUs: f.vcpus, ScratchMB: f.scratch, Network: f.network},
 		"use --kernel/--initramfs, or kernel:/initramfs: in "+a.configPath)
 	if err != nil {
 		return err
 	}
-	ropt := oci.RunOptions{Cmd: args[1:], Env: f.env, LookupEnv: a.LookupEnv, WorkDir: f.workdir, User: f.user, TTY: f.tty}
-	if cmd.Flags().Changed("entrypoint") {
-		ropt.Entrypoint = &f.entrypoint
-	}
-	for _, p := range f.envFiles {
-		r, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("--env-file: %w", err)
-		}
-		env, err := oci.ParseEnvFile(p, r)
-		r.Close()
-		if err != nil {
-			return err
-		}
-		ropt.EnvFiles = append(ropt.EnvFiles, env)
+	ropt, err := a.runOptions(cmd, f, args)
+	if err != nil {
+		return err
 	}
 
 	ts, err := a.toolstack()
@@ -171,27 +169,17 @@ func (a *App) run(cmd *cobra.Command, f *runFlags, args []string) error {
 		return err
 	}
 	tDisk := time.Since(td)
-	memory, vcpus, scratch := f.memory, f.vcpus, f.scratch
-	if memory == 0 {
-		memory = cfg.MemoryMB
-	}
-	if vcpus == 0 {
-		vcpus = cfg.VCPUs
-	}
-	if scratch == 0 {
-		scratch = cfg.ScratchMB
-	}
 	o := container.Options{ID: container.NewID(), Name: f.name, Image: args[0], RuntimeDir: a.runtimeDir, Keep: !f.rm, TTY: f.tty,
-		Kernel: kernel, Initramfs: initramfs, ImageDisk: disk, ScratchMB: scratch,
-		MemoryMB: memory, VCPUs: vcpus, Type: cfg.Type, Bridge: bridge,
+		Kernel: guest.Kernel, Initramfs: guest.Initramfs, ImageDisk: disk, ScratchMB: guest.ScratchMB,
+		MemoryMB: guest.MemoryMB, VCPUs: guest.VCPUs, Type: guest.Type, Bridge: guest.Bridge,
 		Args: proc.Args, Env: proc.Env, Cwd: proc.Cwd, User: proc.User,
 		Stdout: a.Stdout, Stderr: a.Stderr}
-	if bridge != "" {
+	if guest.Bridge != "" {
 		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 			o.ResolvConf = string(b)
 		}
 		// A static address of the bridge's subnet, leased per container.
-		if o.Network, err = container.BridgePool(bridge); err != nil {
+		if o.Network, err = container.BridgePool(guest.Bridge); err != nil {
 			return err
 		}
 	}

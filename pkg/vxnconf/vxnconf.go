@@ -188,3 +188,55 @@ func FindAssets(root, kernel, initramfs, hint string) (string, string, error) {
 	}
 	return kernel, initramfs, nil
 }
+
+// GuestRequest is what a front asks of one container's guest: explicit
+// values (flags, config.json) win over the configuration; zero values take
+// it. Network is "none" (or "") or "bridge".
+type GuestRequest struct {
+	Kernel, Initramfs          string
+	MemoryMB, VCPUs, ScratchMB int
+	Network                    string
+}
+
+// Guest is the host side of one container's guest, resolved from a
+// GuestRequest and the configuration: the kernel and initramfs found, the
+// size, the guest type and the bridge ("" without a network).
+type Guest struct {
+	Kernel, Initramfs          string
+	MemoryMB, VCPUs, ScratchMB int
+	Type, Bridge               string
+}
+
+// Guest resolves r against the configuration and the asset root; hint
+// tells the user where to set the kernel when none is found.
+func (c *Config) Guest(assetRoot string, r GuestRequest, hint string) (Guest, error) {
+	g := Guest{MemoryMB: r.MemoryMB, VCPUs: r.VCPUs, ScratchMB: r.ScratchMB, Type: c.Type}
+	switch r.Network {
+	case "none", "":
+	case "bridge":
+		g.Bridge = c.BridgeName()
+	default:
+		return Guest{}, fmt.Errorf("network %q: expected none or bridge", r.Network)
+	}
+	kernel, initramfs := r.Kernel, r.Initramfs
+	if kernel == "" {
+		kernel = c.Kernel
+	}
+	if initramfs == "" {
+		initramfs = c.Initramfs
+	}
+	var err error
+	if g.Kernel, g.Initramfs, err = FindAssets(assetRoot, kernel, initramfs, hint); err != nil {
+		return Guest{}, err
+	}
+	if g.MemoryMB == 0 {
+		g.MemoryMB = c.MemoryMB
+	}
+	if g.VCPUs == 0 {
+		g.VCPUs = c.VCPUs
+	}
+	if g.ScratchMB == 0 {
+		g.ScratchMB = c.ScratchMB
+	}
+	return g, nil
+}

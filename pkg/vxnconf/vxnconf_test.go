@@ -122,3 +122,33 @@ func TestToolstack(t *testing.T) {
 		t.Errorf("Toolstack() with %s=fake = %+v, want %+v", toolstack.Env, got, want)
 	}
 }
+
+// TestGuest: explicit values win, zero values take the configuration, the
+// network selects the configured bridge, a bad network is refused.
+func TestGuest(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, AssetArch())
+	os.MkdirAll(dir, 0o755)
+	for _, f := range []string{"vmlinux", "initramfs.cpio.gz"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+	}
+	c := &Config{MemoryMB: 200, VCPUs: 2, ScratchMB: 64, Type: "pvh", Bridge: "br9"}
+	g, err := c.Guest(root, GuestRequest{MemoryMB: 128, Network: "bridge"}, "hint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Guest{Kernel: filepath.Join(dir, "vmlinux"), Initramfs: filepath.Join(dir, "initramfs.cpio.gz"),
+		MemoryMB: 128, VCPUs: 2, ScratchMB: 64, Type: "pvh", Bridge: "br9"}
+	if g != want {
+		t.Errorf("Guest = %+v, want %+v", g, want)
+	}
+	if g, _ := c.Guest(root, GuestRequest{}, "hint"); g.Bridge != "" || g.MemoryMB != 200 {
+		t.Errorf("no network/default memory: %+v", g)
+	}
+	if _, err := c.Guest(root, GuestRequest{Network: "host"}, "hint"); err == nil || !strings.Contains(err.Error(), "none or bridge") {
+		t.Errorf("bad network: %v", err)
+	}
+	if _, err := c.Guest(t.TempDir(), GuestRequest{}, "set kernel: here"); err == nil || !strings.Contains(err.Error(), "set kernel: here") {
+		t.Errorf("missing assets: %v", err)
+	}
+}
