@@ -90,6 +90,9 @@ type Spec struct {
 	SourceType  string `json:"sourceType,omitempty"`
 	SourceFile  string `json:"sourceFile,omitempty"`
 	ImageSizeMB int    `json:"imageSizeMB,omitempty"`
+	// SourceBackingDir is XEN_GUEST_SOURCE_BACKING_DIR: another directory
+	// than the source's own that a qcow2 source's backing files may be in.
+	SourceBackingDir string `json:"sourceBackingDir,omitempty"`
 
 	OnPoweroff string `json:"onPoweroff,omitempty"`
 	OnReboot   string `json:"onReboot,omitempty"`
@@ -125,6 +128,7 @@ const (
 	SettingConfigFile = "XEN_GUEST_CONFIG_FILE"
 	SettingSourceType = "XEN_GUEST_SOURCE_TYPE"
 	SettingSourceFile = "XEN_GUEST_SOURCE_FILE"
+	SettingBackingDir = "XEN_GUEST_SOURCE_BACKING_DIR"
 	SettingImageSize  = "XEN_GUEST_IMAGE_SIZE"
 	SettingOnPoweroff = "XEN_GUEST_ON_POWEROFF"
 	SettingOnReboot   = "XEN_GUEST_ON_REBOOT"
@@ -316,6 +320,9 @@ func (s *Spec) Validate() error {
 	if s.SourceType != "" && s.SourceFile == "" {
 		add(s.errorf(SettingSourceFile, "is required when %s[%s] is set", SettingSourceType, s.Name))
 	}
+	if s.SourceBackingDir != "" && s.SourceType != "qcow2" {
+		add(s.errorf(SettingBackingDir, "applies to qcow2 sources only, but %s[%s] is %q", SettingSourceType, s.Name, s.SourceType))
+	}
 	for _, a := range []struct{ setting, v string }{{SettingOnPoweroff, s.OnPoweroff}, {SettingOnReboot, s.OnReboot}, {SettingOnCrash, s.OnCrash}} {
 		if a.v != "" && !contains(validActions, a.v) {
 			add(s.errorf(a.setting, "unknown action %q (valid: %s)", a.v, strings.Join(validActions, ", ")))
@@ -329,7 +336,7 @@ func (s *Spec) Validate() error {
 	for _, d := range s.Disks {
 		add(checkText(s, SettingDisks, d))
 	}
-	for _, f := range []struct{ setting, v string }{{SettingRootfs, s.Rootfs}, {SettingKernel, s.Kernel}, {SettingRamdisk, s.Ramdisk}, {SettingConfigFile, s.ConfigFile}, {SettingSourceFile, s.SourceFile}} {
+	for _, f := range []struct{ setting, v string }{{SettingRootfs, s.Rootfs}, {SettingKernel, s.Kernel}, {SettingRamdisk, s.Ramdisk}, {SettingConfigFile, s.ConfigFile}, {SettingSourceFile, s.SourceFile}, {SettingBackingDir, s.SourceBackingDir}} {
 		add(checkText(s, f.setting, f.v))
 	}
 	for _, f := range []struct{ setting, v string }{{SettingRootfs, s.Rootfs}, {SettingKernel, s.Kernel}, {SettingRamdisk, s.Ramdisk}} {

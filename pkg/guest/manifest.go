@@ -59,6 +59,8 @@ type ManifestGuest struct {
 		Type   string `json:"type"`
 		File   string `json:"file"`
 		SizeMB int    `json:"sizeMB,omitempty"`
+		// BackingDir is XEN_GUEST_SOURCE_BACKING_DIR (qcow2 only).
+		BackingDir string `json:"backingDir,omitempty"`
 	} `json:"source,omitempty"`
 	OnPoweroff string `json:"onPoweroff,omitempty"`
 	OnReboot   string `json:"onReboot,omitempty"`
@@ -110,7 +112,7 @@ func (m *Manifest) Specs(name string) ([]*Spec, error) {
 		e.Autostart = e.Autostart || g.Autostart
 		e.External = e.External || g.External
 		s := New(e)
-		for _, k := range []string{SettingEntry, SettingName, SettingMemory, SettingVCPUs, SettingVif, SettingVifs, SettingExtra, SettingDiskDevice, SettingDisks, SettingType, SettingRootfs, SettingKernel, SettingRamdisk, SettingConfigFile, SettingSourceType, SettingSourceFile, SettingImageSize, SettingOnPoweroff, SettingOnReboot, SettingOnCrash} {
+		for _, k := range []string{SettingEntry, SettingName, SettingMemory, SettingVCPUs, SettingVif, SettingVifs, SettingExtra, SettingDiskDevice, SettingDisks, SettingType, SettingRootfs, SettingKernel, SettingRamdisk, SettingConfigFile, SettingSourceType, SettingSourceFile, SettingBackingDir, SettingImageSize, SettingOnPoweroff, SettingOnReboot, SettingOnCrash} {
 			s.Origin[k] = origin
 		}
 		d := m.Defaults
@@ -159,6 +161,7 @@ func (m *Manifest) Specs(name string) ([]*Spec, error) {
 		s.OnPoweroff, s.OnReboot, s.OnCrash = g.OnPoweroff, g.OnReboot, g.OnCrash
 		if g.Source != nil {
 			s.SourceType, s.SourceFile, s.ImageSizeMB = g.Source.Type, g.Source.File, g.Source.SizeMB
+			s.SourceBackingDir = g.Source.BackingDir
 			if s.SourceType == "" {
 				errs = append(errs, &Error{Guest: s.Name, Setting: "source.type", Origin: origin, Msg: "is required when source is given"})
 			}

@@ -139,6 +139,7 @@ func FromVars(v Vars, list string) ([]*Spec, error) {
 		strField(SettingConfigFile, &s.ConfigFile)
 		strField(SettingSourceType, &s.SourceType)
 		strField(SettingSourceFile, &s.SourceFile)
+		strField(SettingBackingDir, &s.SourceBackingDir)
 		strField(SettingOnPoweroff, &s.OnPoweroff)
 		strField(SettingOnReboot, &s.OnReboot)
 		strField(SettingOnCrash, &s.OnCrash)

@@ -26,8 +26,10 @@ var (
 	ext4FromTar     = ext4.FromTar
 	ext4FromDir     = ext4.FromDir
 	ext4EstimateDir = ext4.EstimateDir
-	qcow2ToRaw      = qcow2.ConvertToRaw
-	sparseCopy      = sparse.Copy
+	qcow2ToRaw      = func(ctx context.Context, src, dst string, o qcow2.Options) error {
+		return qcow2.ConvertToRawOptions(ctx, src, dst, qcow2.ConvertOptions{Open: o})
+	}
+	sparseCopy = sparse.Copy
 )
 
 // Built-in type names.
@@ -261,20 +263,51 @@ func (h *rootfsTar) Import(ctx context.Context, req Request) error {
 // ---- qcow2 ----
 
 // qcow2Handler converts a qcow2 image to a sparse raw image in process
-// (pkg/disk/qcow2); qemu-img is not needed.
+// (pkg/disk/qcow2); qemu-img is not needed. Backing files are confined:
+// a relative name inside the source's directory (or Request.BackingDir)
+// with an explicit format, see qcow2.Options.
 type qcow2Handler struct{}
 
 func (qcow2Handler) Type() string  { return TypeQcow2 }
 func (qcow2Handler) Tools() []Tool { return nil }
+
+// qcow2Options are the reader options for req: the backing file rules.
+func qcow2Options(req Request) qcow2.Options {
+	var o qcow2.Options
+	if req.BackingDir != "" {
+		o.BackingDirs = []string{req.BackingDir}
+	}
+	return o
+}
+
+// backingHint adds to a refused backing file what setting allows another
+// directory.
+func backingHint(req Request, err error) error {
+	if !errors.Is(err, qcow2.ErrBackingRefused) {
+		return err
+	}
+	return fmt.Errorf("%w; to allow backing files in another directory set %s[%s] (manifest: source.backingDir; xenbundle import: --backing-dir DIR)", err, SettingBackingDir, req.Guest)
+}
+
+// Qcow2BackingChain returns the backing files of the qcow2 source of req
+// (nearest first), checked by the same rules as an import.
+func Qcow2BackingChain(req Request) ([]string, error) {
+	img, err := qcow2.OpenOptions(req.Source, qcow2Options(req))
+	if err != nil {
+		return nil, reqError(req, backingHint(req, err))
+	}
+	defer img.Close()
+	return img.BackingChain(), nil
+}
 
 // virtualSize opens the image (validating header and backing chain).
 func (qcow2Handler) virtualSize(req Request) (int64, error) {
 	if _, err := statKind(req, false); err != nil {
 		return 0, err
 	}
-	img, err := qcow2.Open(req.Source)
+	img, err := qcow2.OpenOptions(req.Source, qcow2Options(req))
 	if err != nil {
-		return 0, err
+		return 0, backingHint(req, err)
 	}
 	defer img.Close()
 	return img.Size(), nil
@@ -300,7 +333,9 @@ func (h qcow2Handler) Import(ctx context.Context, req Request) error {
 	if err != nil {
 		return err
 	}
-	return writeImage(ctx, req, n, func(tmp string) error { return qcow2ToRaw(ctx, req.Source, tmp) })
+	return writeImage(ctx, req, n, func(tmp string) error {
+		return backingHint(req, qcow2ToRaw(ctx, req.Source, tmp, qcow2Options(req)))
+	})
 }
 
 // ---- ext4, raw ----

@@ -56,6 +56,10 @@ import (
 // SettingImageSize is the varflag that sets Request.SizeMB, named in errors.
 const SettingImageSize = "XEN_GUEST_IMAGE_SIZE"
 
+// SettingBackingDir is the varflag that sets Request.BackingDir, named in
+// errors (manifest: source.backingDir; xenbundle import: --backing-dir).
+const SettingBackingDir = "XEN_GUEST_SOURCE_BACKING_DIR"
+
 // ExternalPrefix is the program name prefix of custom import handlers:
 // type t is served by ExternalPrefix + t.
 const ExternalPrefix = "xenbundle-import-"
@@ -71,6 +75,10 @@ type Request struct {
 	Output string     // output image path (written under a temporary name, then renamed)
 	SizeMB int        // 0 = automatic
 	Epoch  *time.Time // SOURCE_DATE_EPOCH
+	// BackingDir is a directory, besides the source's own, that a qcow2
+	// source's backing files may resolve into (SettingBackingDir); by
+	// default backing files must stay in the source's directory.
+	BackingDir string
 }
 
 // Handler imports one source type.

@@ -148,7 +148,22 @@ func (c *cache) importImage(ctx context.Context, opts ApplyOptions, a Action) (s
 	if opts.Epoch != nil {
 		epoch = fmt.Sprint(opts.Epoch.Unix())
 	}
-	key := sha256.Sum256([]byte(fmt.Sprintf("v%s\x00%s\x00%d\x00%s\x00%s", importVersion, a.ImportType, a.SizeMB, epoch, fp)))
+	id := fmt.Sprintf("v%s\x00%s\x00%d\x00%s\x00%s", importVersion, a.ImportType, a.SizeMB, epoch, fp)
+	if a.ImportType == importer.TypeQcow2 {
+		// The output depends on the backing files too.
+		chain, err := importer.Qcow2BackingChain(importer.Request{Guest: a.Guest, Type: a.ImportType, Source: a.Source, BackingDir: a.BackingDir})
+		if err != nil {
+			return "", false, err
+		}
+		for _, b := range chain {
+			bfp, err := Fingerprint(b)
+			if err != nil {
+				return "", false, err
+			}
+			id += "\x00" + bfp
+		}
+	}
+	key := sha256.Sum256([]byte(id))
 	out := filepath.Join(c.dir, "images", hex.EncodeToString(key[:])+".img")
 	if _, err := os.Stat(out); err == nil {
 		return out, true, nil
@@ -160,7 +175,7 @@ func (c *cache) importImage(ctx context.Context, opts ApplyOptions, a Action) (s
 	if err != nil {
 		return "", false, err
 	}
-	req := importer.Request{Guest: a.Guest, Type: a.ImportType, Source: a.Source, Output: out, SizeMB: a.SizeMB, Epoch: opts.Epoch}
+	req := importer.Request{Guest: a.Guest, Type: a.ImportType, Source: a.Source, Output: out, SizeMB: a.SizeMB, Epoch: opts.Epoch, BackingDir: a.BackingDir}
 	if err := h.Import(ctx, req); err != nil {
 		return "", false, err
 	}

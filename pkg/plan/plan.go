@@ -13,6 +13,7 @@ package plan
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,9 +52,10 @@ type Action struct {
 	Path string `json:"path"`
 	// Source is the host file or directory read (copy, import).
 	Source string `json:"source,omitempty"`
-	// ImportType and SizeMB describe an import.
+	// ImportType, SizeMB and BackingDir describe an import.
 	ImportType string `json:"importType,omitempty"`
 	SizeMB     int    `json:"sizeMB,omitempty"`
+	BackingDir string `json:"backingDir,omitempty"`
 	// Target is a symlink's target.
 	Target string `json:"target,omitempty"`
 	// Data is a config's content.
@@ -101,6 +103,8 @@ type Import struct {
 	// ContentBytes is the estimated content size.
 	ContentBytes int64  `json:"contentBytes"`
 	Output       string `json:"output"`
+	// BackingDir is the resolved XEN_GUEST_SOURCE_BACKING_DIR (qcow2).
+	BackingDir string `json:"backingDir,omitempty"`
 }
 
 // Plan is everything `xenbundle install` would do.
@@ -212,10 +216,11 @@ func resolveGuest(s *guest.Spec, env Env, opts Options, check func(g, what, resu
 		} else {
 			*tools = append(*tools, h.Tools()...)
 			src, err := resolveSource(s, env)
-			if err != nil {
-				errs = append(errs, err)
+			backingDir, berr := resolveBackingDir(s, env)
+			if err != nil || berr != nil {
+				errs = append(errs, errors.Join(err, berr))
 			} else {
-				imp, err := planImport(s, env, h, src)
+				imp, err := planImport(s, env, h, src, backingDir)
 				if err != nil {
 					errs = append(errs, err)
 				} else {
@@ -258,8 +263,8 @@ func resolveGuest(s *guest.Spec, env Env, opts Options, check func(g, what, resu
 
 // planImport validates an import before anything runs: the handler's own
 // source check and the size against the estimated content.
-func planImport(s *guest.Spec, env Env, h importer.Handler, src string) (*Import, error) {
-	req := importer.Request{Guest: s.Name, Type: s.SourceType, Source: src, SizeMB: s.ImageSizeMB}
+func planImport(s *guest.Spec, env Env, h importer.Handler, src, backingDir string) (*Import, error) {
+	req := importer.Request{Guest: s.Name, Type: s.SourceType, Source: src, SizeMB: s.ImageSizeMB, BackingDir: backingDir}
 	if err := h.Check(req); err != nil {
 		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingSourceFile, Origin: s.Origin[guest.SettingSourceFile], Msg: err.Error()}
 	}
@@ -267,7 +272,7 @@ func planImport(s *guest.Spec, env Env, h importer.Handler, src string) (*Import
 	if err != nil {
 		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingSourceFile, Origin: s.Origin[guest.SettingSourceFile], Msg: err.Error()}
 	}
-	imp := &Import{Type: s.SourceType, Source: src, ContentBytes: content, SizeMB: s.ImageSizeMB}
+	imp := &Import{Type: s.SourceType, Source: src, ContentBytes: content, SizeMB: s.ImageSizeMB, BackingDir: backingDir}
 	if filesystemImport(s.SourceType) && imp.SizeMB == 0 {
 		// Upstream's default size, grown when the content needs more.
 		imp.SizeMB = env.DefaultImageSizeMB
@@ -373,7 +378,7 @@ func actions(guests []*Guest, cacheDir string) []Action {
 	for _, g := range guests {
 		name := g.Spec.Name
 		if g.Import != nil {
-			a := Action{Kind: KindImport, Guest: name, Path: g.RootfsPath, Source: g.Import.Source, ImportType: g.Import.Type, SizeMB: g.Import.SizeMB,
+			a := Action{Kind: KindImport, Guest: name, Path: g.RootfsPath, Source: g.Import.Source, ImportType: g.Import.Type, SizeMB: g.Import.SizeMB, BackingDir: g.Import.BackingDir,
 				Note: "convert into the cache, then copy"}
 			acts = append(acts, a)
 		} else {

@@ -177,6 +177,28 @@ func resolveSource(g *guest.Spec, env Env) (string, error) {
 	return "", &NotFoundError{Guest: g.Name, Setting: guest.SettingSourceFile + "[" + g.Name + "]", What: "import source", Searched: searched}
 }
 
+// resolveBackingDir finds XEN_GUEST_SOURCE_BACKING_DIR like the source:
+// ${UNPACKDIR}/<dir> if it is a directory, else the value as a path; it
+// must be a directory. Empty means none.
+func resolveBackingDir(g *guest.Spec, env Env) (string, error) {
+	if g.SourceBackingDir == "" {
+		return "", nil
+	}
+	var searched []string
+	if !filepath.IsAbs(g.SourceBackingDir) && env.UnpackDir != "" {
+		p := filepath.Join(env.UnpackDir, g.SourceBackingDir)
+		if exists(p, true) {
+			return p, nil
+		}
+		searched = append(searched, p)
+	}
+	if exists(g.SourceBackingDir, true) {
+		return filepath.Abs(g.SourceBackingDir)
+	}
+	searched = append(searched, g.SourceBackingDir)
+	return "", &NotFoundError{Guest: g.Name, Setting: guest.SettingBackingDir + "[" + g.Name + "]", What: "allowed backing file directory", Searched: searched}
+}
+
 // resolveConfig checks a custom config file. Unlike upstream, a set but
 // missing file is an error, never a silent fallback to generation.
 func resolveConfig(g *guest.Spec, env Env) (string, error) {

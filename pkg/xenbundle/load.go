@@ -264,10 +264,10 @@ func (in *Inputs) loadManifest(env plan.Env) ([]*guest.Spec, plan.Env, error) {
 		return nil, env, err
 	}
 	for _, s := range specs {
-		for _, p := range []*string{&s.Rootfs, &s.Kernel, &s.Ramdisk, &s.ConfigFile, &s.SourceFile, &s.Extra} {
+		for _, p := range []*string{&s.Rootfs, &s.Kernel, &s.Ramdisk, &s.ConfigFile, &s.SourceFile, &s.SourceBackingDir, &s.Extra} {
 			*p = expand(*p)
 		}
-		for _, p := range []*string{&s.ConfigFile, &s.SourceFile} {
+		for _, p := range []*string{&s.ConfigFile, &s.SourceFile, &s.SourceBackingDir} {
 			if *p != "" && !filepath.IsAbs(*p) && env.UnpackDir == "" {
 				*p = rel(*p)
 			}

@@ -315,10 +315,10 @@ func installCommand() *cobra.Command {
 }
 
 func importCommand() *cobra.Command {
-	var typ, src, out string
+	var typ, src, out, backingDir string
 	var size int
 	cmd := &cobra.Command{
-		Use:   "import --type T --source S --output O [--size MB]",
+		Use:   "import --type T --source S --output O [--size MB] [--backing-dir DIR]",
 		Short: "Run one import handler (rootfs_dir, rootfs_tar, qcow2, ext4, raw or a custom type)",
 		Example: `  xenbundle import --type rootfs_tar --source alpine-minirootfs.tar.gz --output alpine.img --size 128
   xenbundle import --type qcow2 --source disk.qcow2 --output disk.img`,
@@ -339,7 +339,10 @@ func importCommand() *cobra.Command {
 			if err := importer.CheckTools(h.Tools()); err != nil {
 				return err
 			}
-			req := importer.Request{Guest: strings.TrimSuffix(filepath.Base(out), filepath.Ext(out)), Type: typ, Source: src, Output: out, SizeMB: size, Epoch: epoch}
+			if backingDir != "" && typ != importer.TypeQcow2 {
+				return fmt.Errorf("--backing-dir applies to --type %s only (got --type %s)", importer.TypeQcow2, typ)
+			}
+			req := importer.Request{Guest: strings.TrimSuffix(filepath.Base(out), filepath.Ext(out)), Type: typ, Source: src, Output: out, SizeMB: size, Epoch: epoch, BackingDir: backingDir}
 			if err := h.Check(req); err != nil {
 				return err
 			}
@@ -359,5 +362,6 @@ func importCommand() *cobra.Command {
 	f.StringVar(&src, "source", "", "source file or directory")
 	f.StringVar(&out, "output", "", "output image file")
 	f.IntVar(&size, "size", 0, "output size in MB (0 = automatic)")
+	f.StringVar(&backingDir, "backing-dir", "", "qcow2: another directory the image's backing files may be in (by default only relative names inside the source's directory are followed)")
 	return cmd
 }

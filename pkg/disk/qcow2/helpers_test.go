@@ -148,13 +148,13 @@ func repoShared(t testing.TB) string {
 
 // checkAgainstQemu converts img with qemu-img and with ConvertToRaw and
 // compares contents, sparseness, ReadAt and Extents.
-func checkAgainstQemu(t *testing.T, img string) {
+func checkAgainstQemu(t *testing.T, img string, opts Options) {
 	t.Helper()
 	dir := t.TempDir()
 	want := filepath.Join(dir, "qemu.raw")
 	got := filepath.Join(dir, "go.raw")
 	sh(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", img, want)
-	if err := ConvertToRaw(context.Background(), img, got); err != nil {
+	if err := ConvertToRawOptions(context.Background(), img, got, ConvertOptions{Open: opts}); err != nil {
 		t.Fatalf("ConvertToRaw: %v", err)
 	}
 	ws, gs := sha256File(t, want), sha256File(t, got)
@@ -176,7 +176,7 @@ func checkAgainstQemu(t *testing.T, img string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := Open(img)
+	im, err := OpenOptions(img, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,8 @@
 // L1/L2 cluster mapping (refcounts are never consulted), standard data
 // clusters, compressed clusters (raw deflate, or zstd when the header's
 // compression_type is 1), the version 3 zero-cluster flag, and backing
-// files (qcow2 or raw, recursively, with a depth limit and loop detection).
+// files (qcow2 or raw, recursively, with a depth limit and loop detection,
+// confined to the image's directory unless [Options] allow more).
 // Images using extended L2 entries, an external data file or encryption are
 // refused with an error wrapping [ErrUnsupported].
 //
@@ -29,7 +30,14 @@
 // L2 tables by the cluster size, the L2 cache by a fixed budget), and no
 // structure is followed that could make a reader loop: the mapping is a
 // two-level tree and backing chains are limited in depth and checked for
-// repeated files. Errors are *[Error] values that name the file and the
+// repeated files. A backing file name is a path the image's author chose:
+// by default it must be a relative name that resolves (after symlinks)
+// inside the directory of the opened image, with an explicit backing format
+// (qcow2 or raw); anything else, such as "/etc/shadow" or
+// "../../../etc/shadow", is refused with an error wrapping
+// [ErrBackingRefused], so that opening an untrusted image never reads an
+// unrelated host file into the virtual disk. Options.BackingDirs allows
+// more directories. Errors are *[Error] values that name the file and the
 // offending file offset and wrap one of [ErrUnsupported], [ErrCorrupt] or
 // [ErrNotQcow2] (or the underlying I/O error).
 package qcow2
@@ -61,6 +69,11 @@ var (
 	// ErrNotQcow2 is wrapped when the file does not start with the qcow2
 	// magic "QFI\xfb" or is too short to hold a header.
 	ErrNotQcow2 = errors.New("qcow2: not a qcow2 image")
+	// ErrBackingRefused is wrapped when a backing file is not allowed by
+	// the confinement rules (see [Options]): an absolute name, a name that
+	// resolves outside the allowed directories, or a missing backing
+	// format.
+	ErrBackingRefused = errors.New("qcow2: backing file refused")
 )
 
 // Error describes a problem with a specific image file.
@@ -95,6 +108,8 @@ func (e *Error) Error() string {
 		b.WriteString(" (corrupt image)")
 	case errors.Is(e.Err, ErrNotQcow2):
 		b.WriteString(" (not a qcow2 image)")
+	case errors.Is(e.Err, ErrBackingRefused):
+		b.WriteString(" (backing file refused)")
 	default:
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
@@ -160,6 +175,18 @@ type Options struct {
 	// incompatible bit set (QEMU opens those read-only). By default they
 	// are refused with ErrCorrupt.
 	AllowCorrupt bool
+	// BackingDirs are directories, besides the directory of the opened
+	// image, that backing files may resolve into (after symlinks). In
+	// them, absolute backing file names are accepted too. By default a
+	// backing file must be a relative name resolving inside the directory
+	// of the opened image, and must have an explicit backing format
+	// (qcow2 or raw); other backing files are refused with an error
+	// wrapping ErrBackingRefused.
+	BackingDirs []string
+	// TrustBacking lifts the confinement: any backing file name is
+	// followed, and a missing backing format is probed as QEMU does (qcow2
+	// magic, else raw). Use it only for images made by the caller.
+	TrustBacking bool
 }
 
 // Header holds the decoded header fields callers may want to inspect.
@@ -227,7 +254,46 @@ func OpenOptions(path string, opts Options) (*Image, error) {
 	if depth == 0 {
 		depth = DefaultMaxBackingDepth
 	}
-	return openChain(path, opts, depth, nil)
+	c := &chain{opts: opts, depth: depth}
+	if !opts.TrustBacking {
+		// The allowed roots, resolved once: the image's own directory and
+		// the extra ones. An unresolvable extra directory is an error
+		// (a typo must not silently refuse every backing file).
+		for i, d := range append([]string{filepath.Dir(path)}, opts.BackingDirs...) {
+			r, err := realPath(d)
+			if err != nil {
+				what := "allowed backing directory " + d
+				if i == 0 {
+					what = "the image's directory"
+				}
+				return nil, &Error{Path: path, Offset: -1, Msg: "resolving " + what, Err: err}
+			}
+			c.roots = append(c.roots, r)
+		}
+	}
+	return c.open(path, nil)
+}
+
+// chain is the state of opening one backing chain.
+type chain struct {
+	opts  Options
+	depth int
+	roots []string // allowed directories, real paths (nil: TrustBacking)
+}
+
+// realPath returns the absolute path of p with every symlink resolved.
+func realPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(a)
+}
+
+// within reports whether the real path p is root or below it.
+func within(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
 }
 
 // openFile opens path read-only after checking that it is a regular file or
@@ -275,7 +341,8 @@ func chainKey(path string) string {
 	return path
 }
 
-func openChain(path string, opts Options, depth int, seen []string) (*Image, error) {
+func (c *chain) open(path string, seen []string) (*Image, error) {
+	opts, depth := c.opts, c.depth
 	key := chainKey(path)
 	for _, s := range seen {
 		if s == key {
@@ -297,7 +364,7 @@ func openChain(path string, opts Options, depth int, seen []string) (*Image, err
 			img.Close()
 			return nil, &Error{Path: path, Offset: -1, Msg: fmt.Sprintf("backing chain deeper than %d files", max(depth, 0)), Err: ErrUnsupported}
 		}
-		b, err := openBacking(img, opts, depth, seen)
+		b, err := c.openBacking(img, seen)
 		if err != nil {
 			img.Close()
 			return nil, err
@@ -317,8 +384,45 @@ func BackingPath(imagePath, name string) string {
 	return filepath.Join(filepath.Dir(imagePath), name)
 }
 
-func openBacking(img *Image, opts Options, depth int, seen []string) (layer, error) {
+// confine checks a backing file against the allowed directories and
+// returns the real path to open.
+func (c *chain) confine(img *Image) (string, error) {
+	name, format := img.hdr.BackingFile, img.hdr.BackingFormat
+	refuse := func(format string, args ...any) error {
+		return &Error{Path: img.path, Offset: -1, Msg: fmt.Sprintf(format, args...), Err: ErrBackingRefused}
+	}
+	allowed := c.roots[0]
+	if len(c.roots) > 1 {
+		allowed = strings.Join(c.roots, ", ")
+	}
+	if filepath.IsAbs(name) && len(c.roots) == 1 {
+		return "", refuse("backing file %q is an absolute name; only a relative name inside %s is allowed (allow another directory explicitly to use it)", name, c.roots[0])
+	}
+	if format == "" {
+		return "", refuse("backing file %q has no backing format; an explicit format (qcow2 or raw) is required rather than guessing it from the file's content (set it with qemu-img rebase -u -F qcow2|raw -b %s %s)", name, name, img.path)
+	}
+	bpath := BackingPath(img.path, name)
+	real, err := realPath(bpath)
+	if err != nil {
+		return "", &Error{Path: img.path, Offset: -1, Msg: fmt.Sprintf("opening backing file %q", name), Err: err}
+	}
+	for _, r := range c.roots {
+		if within(r, real) {
+			return real, nil
+		}
+	}
+	return "", refuse("backing file %q resolves to %s, outside the allowed director%s %s", name, real, map[bool]string{true: "ies", false: "y"}[len(c.roots) > 1], allowed)
+}
+
+func (c *chain) openBacking(img *Image, seen []string) (layer, error) {
 	bpath := BackingPath(img.path, img.hdr.BackingFile)
+	if c.roots != nil {
+		p, err := c.confine(img)
+		if err != nil {
+			return nil, err
+		}
+		bpath = p
+	}
 	format := img.hdr.BackingFormat
 	if format == "" {
 		// Probe like QEMU: qcow2 magic or raw.
@@ -336,7 +440,7 @@ func openBacking(img *Image, opts Options, depth int, seen []string) (layer, err
 	}
 	switch format {
 	case "qcow2":
-		b, err := openChain(bpath, opts, depth, seen)
+		b, err := c.open(bpath, seen)
 		if err != nil {
 			var e *Error
 			if errors.As(err, &e) {

@@ -62,6 +62,12 @@ func TestAgainstQemuImg(t *testing.T) {
 		name  string
 		build func() string
 	}
+	// Reader options by case: backing files outside the image's
+	// directory, or without a backing format, need an explicit allowance.
+	caseOpts := map[string]Options{
+		"raw backing absolute":  {BackingDirs: []string{dir}},
+		"backing format probed": {TrustBacking: true},
+	}
 	cases := []tc{
 		{"v3 64k", func() string { return conv("v3.qcow2") }},
 		{"v2 compat=0.10", func() string { return conv("v2.qcow2", "-o", "compat=0.10") }},
@@ -150,7 +156,7 @@ func TestAgainstQemuImg(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			img := c.build()
-			checkAgainstQemu(t, img)
+			checkAgainstQemu(t, img, caseOpts[c.name])
 		})
 	}
 }

@@ -1,0 +1,178 @@
+package xenbundle
+
+// Regression tests of issue 11, "Hostile and interrupted inputs", at the
+// command line: each case failed (or succeeded where it must not) before
+// the fix.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vxn-dev/vxn/internal/testutil"
+)
+
+// qcow2WithBacking writes to path the qcow2 overlay seed of pkg/disk/qcow2
+// with its backing file name and format replaced (format "" drops the
+// backing format extension).
+func qcow2WithBacking(t *testing.T, path, name, format string) {
+	t.Helper()
+	ov, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "pkg", "disk", "qcow2", "testdata", "overlay-512.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fmtExt, nameOff = 112, 136 // see pkg/disk/qcow2/backing_test.go
+	if binary.BigEndian.Uint64(ov[8:]) != nameOff {
+		t.Fatal("overlay seed layout changed")
+	}
+	c := bytes.Clone(ov)
+	clear(c[nameOff:512])
+	copy(c[nameOff:], name)
+	binary.BigEndian.PutUint32(c[16:], uint32(len(name)))
+	if format == "" {
+		binary.BigEndian.PutUint32(c[fmtExt:], 0x12345678)
+	} else {
+		binary.BigEndian.PutUint32(c[fmtExt+4:], uint32(len(format)))
+		clear(c[fmtExt+8 : fmtExt+16])
+		copy(c[fmtExt+8:], format)
+	}
+	if err := os.WriteFile(path, c, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copySeed copies the qcow2 base seed (the overlay's backing file) to dir.
+func copySeed(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "pkg", "disk", "qcow2", "testdata", "v3-512.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "v3-512.qcow2")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestImportQcow2BackingConfined: a qcow2 whose backing file is a host file
+// (absolute, "../" escape, no format) used to import successfully with the
+// host file's bytes at the start of the disk.
+func TestImportQcow2BackingConfined(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	other := filepath.Join(root, "other")
+	os.MkdirAll(src, 0o755)
+	os.MkdirAll(other, 0o755)
+	secret := filepath.Join(other, "shadow")
+	os.WriteFile(secret, []byte("root:$6$host-secret:19000:0:99999:7:::\n"), 0o600)
+	copySeed(t, src)
+	base := copySeed(t, other)
+
+	rel, _ := filepath.Rel(src, secret)
+	for _, tc := range []struct{ name, backing, format, want string }{
+		{"absolute", secret, "raw", "is an absolute name"},
+		{"etc", "/etc/passwd", "raw", "is an absolute name"},
+		{"dot-dot", rel, "raw", "outside the allowed directory"},
+		{"deep dot-dot", strings.Repeat("../", 20) + "etc/passwd", "raw", "outside the allowed directory"},
+		{"no format", "v3-512.qcow2", "", "has no backing format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(src, "disk.qcow2")
+			qcow2WithBacking(t, img, tc.backing, tc.format)
+			out := filepath.Join(t.TempDir(), "disk.img")
+			_, errOut, code := run(t, "import", "--type", "qcow2", "--source", img, "--output", out)
+			if code == 0 {
+				b, _ := os.ReadFile(out)
+				t.Fatalf("import succeeded; the disk starts %q", b[:min(len(b), 40)])
+			}
+			for _, w := range []string{tc.want, img, tc.backing, "backing file refused", "XEN_GUEST_SOURCE_BACKING_DIR", "--backing-dir"} {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
+				t.Errorf("output directory not empty: %v", ents)
+			}
+		})
+	}
+
+	// An explicit directory allows a backing file there, by absolute or
+	// relative name.
+	for _, name := range []string{base, "../other/v3-512.qcow2"} {
+		img := filepath.Join(src, "allowed.qcow2")
+		qcow2WithBacking(t, img, name, "qcow2")
+		out := filepath.Join(t.TempDir(), "disk.img")
+		if _, errOut, code := run(t, "import", "--type", "qcow2", "--source", img, "--output", out); code == 0 || !strings.Contains(errOut, "outside the allowed directory") && !strings.Contains(errOut, "absolute name") {
+			t.Fatalf("%s without --backing-dir: code %d: %s", name, code, errOut)
+		}
+		if _, errOut, code := run(t, "import", "--type", "qcow2", "--source", img, "--output", out, "--backing-dir", other); code != 0 {
+			t.Fatalf("%s with --backing-dir: %s", name, errOut)
+		}
+	}
+	if _, errOut, code := run(t, "import", "--type", "raw", "--source", base, "--output", filepath.Join(root, "x.img"), "--backing-dir", other); code == 0 || !strings.Contains(errOut, "--backing-dir applies to --type qcow2") {
+		t.Errorf("--backing-dir with raw: code %d: %s", code, errOut)
+	}
+}
+
+// TestInstallQcow2BackingConfined: the bundling path (conf varflag and
+// manifest field) follows the same rule, and XEN_GUEST_SOURCE_BACKING_DIR
+// / source.backingDir allow another directory.
+func TestInstallQcow2BackingConfined(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	other := filepath.Join(root, "other")
+	os.MkdirAll(src, 0o755)
+	os.MkdirAll(other, 0o755)
+	copySeed(t, other)
+	img := filepath.Join(src, "disk.qcow2")
+	qcow2WithBacking(t, img, "../other/v3-512.qcow2", "qcow2")
+
+	conf := func(extra string) string {
+		p := filepath.Join(t.TempDir(), "local.conf")
+		os.WriteFile(p, []byte("BUNDLED_XEN_GUESTS = \"q\"\nXEN_GUEST_TYPE[q] = \"hvm\"\nXEN_GUEST_SOURCE_TYPE[q] = \"qcow2\"\nXEN_GUEST_SOURCE_FILE[q] = \""+img+"\"\n"+extra), 0o644)
+		return p
+	}
+	rootfs := filepath.Join(root, "rootfs")
+	args := func(in ...string) []string {
+		return append(append([]string{"install"}, in...), "--rootfs", rootfs, "--cache-dir", filepath.Join(root, "cache"), "-q")
+	}
+	_, errOut, code := run(t, args("--conf", conf(""))...)
+	if code == 0 {
+		t.Fatal("install followed a backing file outside the source's directory")
+	}
+	for _, w := range []string{`guest "q"`, "XEN_GUEST_SOURCE_FILE[q]", "outside the allowed directory", "XEN_GUEST_SOURCE_BACKING_DIR[q]"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+	if _, err := os.Stat(rootfs); err == nil {
+		t.Error("rootfs written despite the refusal")
+	}
+	if _, errOut, code := run(t, args("--conf", conf("XEN_GUEST_SOURCE_BACKING_DIR[q] = \""+other+"\"\n"))...); code != 0 {
+		t.Fatalf("install with XEN_GUEST_SOURCE_BACKING_DIR: %s", errOut)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "var/lib/xen/images/q.img")); err != nil {
+		t.Fatal(err)
+	}
+	// The varflag is for qcow2 sources only.
+	_, errOut, code = run(t, args("--conf", conf("XEN_GUEST_SOURCE_BACKING_DIR[q] = \""+other+"\"\nXEN_GUEST_SOURCE_TYPE[q] = \"raw\"\n"))...)
+	if code == 0 || !strings.Contains(errOut, "XEN_GUEST_SOURCE_BACKING_DIR[q]: applies to qcow2 sources only") {
+		t.Errorf("backing dir on a raw source: code %d: %s", code, errOut)
+	}
+
+	// The manifest field, relative to the manifest.
+	man := filepath.Join(root, "guests.yaml")
+	os.WriteFile(man, []byte("apiVersion: xenbundle/v1\nguests:\n  - name: q\n    type: hvm\n    source:\n      type: qcow2\n      file: src/disk.qcow2\n      backingDir: other\n"), 0o644)
+	rootfs2 := filepath.Join(root, "rootfs2")
+	if _, errOut, code := run(t, "install", "--manifest", man, "--rootfs", rootfs2, "--cache-dir", filepath.Join(root, "cache"), "-q"); code != 0 {
+		t.Fatalf("manifest with backingDir: %s", errOut)
+	}
+	os.WriteFile(man, []byte("apiVersion: xenbundle/v1\nguests:\n  - name: q\n    type: hvm\n    source:\n      type: qcow2\n      file: src/disk.qcow2\n"), 0o644)
+	if _, errOut, code := run(t, "install", "--manifest", man, "--rootfs", filepath.Join(root, "rootfs3"), "--cache-dir", filepath.Join(root, "cache"), "-q"); code == 0 || !strings.Contains(errOut, "outside the allowed directory") {
+		t.Fatalf("manifest without backingDir: code %d: %s", code, errOut)
+	}
+}
