@@ -532,7 +532,7 @@ func Merge(ctx context.Context, opt MergeOptions) (*MergeResult, error) {
 	if err != nil {
 		return res, err
 	}
-	p, err := plan.Make(all, opt.Env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir})
+	p, err := plan.MakeContext(ctx, all, opt.Env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir})
 	if err != nil {
 		return res, err
 	}

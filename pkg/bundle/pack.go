@@ -118,7 +118,7 @@ func Pack(ctx context.Context, specs []*guest.Spec, env plan.Env, opt PackOption
 	if opt.Arch == "" {
 		opt.Arch = "all"
 	}
-	p, err := plan.Make(specs, env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir})
+	p, err := plan.MakeContext(ctx, specs, env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir})
 	if err != nil {
 		return nil, err
 	}

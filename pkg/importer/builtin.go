@@ -101,19 +101,36 @@ func (rootfsDir) Check(req Request) error {
 	return nil
 }
 
-func (h rootfsDir) Estimate(req Request) (int64, error) {
+func (h rootfsDir) Estimate(ctx context.Context, req Request) (int64, error) {
 	if err := h.Check(req); err != nil {
 		return 0, err
 	}
-	n, err := ext4EstimateDir(req.Source)
-	if err != nil {
-		return 0, reqError(req, err)
+	// ext4.EstimateDir takes no context: run it aside and stop waiting
+	// when ctx ends (the walk only reads metadata and ends on its own).
+	type result struct {
+		n   int64
+		err error
 	}
+	rc := make(chan result, 1)
+	go func() {
+		n, err := ext4EstimateDir(req.Source)
+		rc <- result{n, err}
+	}()
+	var r result
+	select {
+	case r = <-rc:
+	case <-ctx.Done():
+		return 0, reqError(req, ctx.Err())
+	}
+	if r.err != nil {
+		return 0, reqError(req, r.err)
+	}
+	n := r.n
 	return n, checkFSSize(req, n, fmt.Sprintf("the content of %s (%d MB estimated)", req.Source, (n+MiB-1)/MiB))
 }
 
 func (h rootfsDir) Import(ctx context.Context, req Request) error {
-	n, err := h.Estimate(req)
+	n, err := h.Estimate(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -190,9 +207,12 @@ func (h *rootfsTar) usage(ctx context.Context, req Request) (*usage, error) {
 	}
 	defer r.Close()
 	u, err = estimateTar(ctx, r, h.sanitizeOptions(req))
-	if errors.Is(err, tarsafe.ErrContentLimit) {
+	if errors.Is(err, tarsafe.ErrContentLimit) && req.SizeMB > 0 && !errors.Is(err, tarsafe.ErrFileSize) {
 		return nil, &SizeError{Guest: req.Guest, Type: req.Type, GivenMB: req.SizeMB, NeededMB: req.SizeMB + 1,
 			What: fmt.Sprintf("the content of %s (file data alone is larger than %d MB)", req.Source, req.SizeMB)}
+	}
+	if errors.Is(err, tarsafe.ErrContentLimit) && req.SizeMB == 0 && !errors.Is(err, tarsafe.ErrFileSize) {
+		return nil, reqError(req, fmt.Errorf("%w; the largest image is %d MB (16 TiB)", err, MaxImageMB))
 	}
 	if err != nil {
 		return nil, reqError(req, err)
@@ -204,15 +224,17 @@ func (h *rootfsTar) usage(ctx context.Context, req Request) (*usage, error) {
 }
 
 func (*rootfsTar) sanitizeOptions(req Request) tarsafe.Options {
-	opt := tarsafe.Options{Source: req.Source, Epoch: req.Epoch}
+	// Content beyond the image size (or the largest image) cannot fit:
+	// refused at the header that declares it, not after expanding it.
+	opt := tarsafe.Options{Source: req.Source, Epoch: req.Epoch, MaxContent: MaxImageMB * MiB}
 	if req.SizeMB > 0 {
 		opt.MaxContent = int64(req.SizeMB) * MiB
 	}
 	return opt
 }
 
-func (h *rootfsTar) Estimate(req Request) (int64, error) {
-	u, err := h.usage(context.Background(), req)
+func (h *rootfsTar) Estimate(ctx context.Context, req Request) (int64, error) {
+	u, err := h.usage(ctx, req)
 	if err != nil {
 		return 0, err
 	}
@@ -320,7 +342,7 @@ func (h qcow2Handler) Check(req Request) error {
 	return nil
 }
 
-func (h qcow2Handler) Estimate(req Request) (int64, error) {
+func (h qcow2Handler) Estimate(_ context.Context, req Request) (int64, error) {
 	n, err := h.virtualSize(req)
 	if err != nil {
 		return 0, reqError(req, err)
@@ -329,7 +351,7 @@ func (h qcow2Handler) Estimate(req Request) (int64, error) {
 }
 
 func (h qcow2Handler) Import(ctx context.Context, req Request) error {
-	n, err := h.Estimate(req)
+	n, err := h.Estimate(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -368,7 +390,7 @@ func (h copyHandler) imageSize(req Request) (int64, error) {
 	return fi.Size(), nil
 }
 
-func (h copyHandler) Estimate(req Request) (int64, error) {
+func (h copyHandler) Estimate(_ context.Context, req Request) (int64, error) {
 	n, err := h.imageSize(req)
 	if err != nil {
 		return 0, err
@@ -377,7 +399,7 @@ func (h copyHandler) Estimate(req Request) (int64, error) {
 }
 
 func (h copyHandler) Import(ctx context.Context, req Request) error {
-	n, err := h.Estimate(req)
+	n, err := h.Estimate(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -97,9 +97,13 @@ func AutoSizeMB(content int64) int {
 	return max(mb, DefaultSizeMB, MinimumMB(content))
 }
 
-// checkFSSize validates an explicit size for a file system import.
+// checkFSSize validates an explicit size for a file system import, and
+// that the automatic size stays within MaxImageMB.
 func checkFSSize(req Request, content int64, what string) error {
 	if req.SizeMB == 0 {
+		if mb := AutoSizeMB(content); mb > MaxImageMB {
+			return reqError(req, fmt.Errorf("%s needs a %d MB image, more than the maximum of %d MB (16 TiB)", what, mb, MaxImageMB))
+		}
 		return nil
 	}
 	if need := MinimumMB(content); req.SizeMB < need {

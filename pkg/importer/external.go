@@ -67,7 +67,7 @@ func (e *external) Check(req Request) error {
 	return nil
 }
 
-func (e *external) Estimate(req Request) (int64, error) {
+func (e *external) Estimate(_ context.Context, req Request) (int64, error) {
 	return 0, e.Check(req)
 }
 

@@ -67,6 +67,12 @@ const ExternalPrefix = "xenbundle-import-"
 // MiB is one mebibyte, the unit of Request.SizeMB.
 const MiB = 1 << 20
 
+// MaxImageMB is the largest image an import writes, in MiB: 16 TiB, the
+// largest ext4 file system with 4 KiB blocks that the ext4 writer makes
+// (and XEN_GUEST_IMAGE_SIZE's upper bound). Sources declaring more content
+// are refused before anything is written.
+const MaxImageMB = 16 << 20
+
 // Request is one guest image import.
 type Request struct {
 	Guest  string     // guest name, for error messages
@@ -93,8 +99,9 @@ type Handler interface {
 	// Estimate returns the bytes the output needs (content plus file system
 	// metadata for file system types, the image size for image types, 0 when
 	// unknown) and reports an explicit SizeMB that is too small as a
-	// *SizeError.
-	Estimate(req Request) (int64, error)
+	// *SizeError. It may read the whole source (a tarball): cancelling ctx
+	// stops it.
+	Estimate(ctx context.Context, req Request) (int64, error)
 	// Import writes req.Output.
 	Import(ctx context.Context, req Request) error
 }
@@ -333,6 +340,9 @@ func checkCommon(req Request) error {
 	}
 	if req.SizeMB < 0 {
 		return fmt.Errorf("%s must not be negative (got %d)", SettingImageSize, req.SizeMB)
+	}
+	if req.SizeMB > MaxImageMB {
+		return fmt.Errorf("%s = %d MB is larger than the maximum image size of %d MB (16 TiB)", SettingImageSize, req.SizeMB, MaxImageMB)
 	}
 	return nil
 }

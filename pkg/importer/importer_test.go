@@ -293,7 +293,7 @@ func TestRootfsDir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "g.img")
 			req := Request{Guest: "g", Type: TypeRootfsDir, Source: tc.source, Output: out, SizeMB: tc.sizeMB}
-			_, eerr := h.Estimate(req)
+			_, eerr := h.Estimate(context.Background(), req)
 			err := h.Import(context.Background(), req)
 			if tc.wantErr != "" {
 				if eerr == nil || !strings.Contains(eerr.Error(), tc.wantErr) {
@@ -332,7 +332,7 @@ func TestRootfsTar(t *testing.T) {
 			epoch := time.Unix(1700000000, 0)
 			req := Request{Guest: "g", Type: TypeRootfsTar, Source: src, Output: out, SizeMB: 32, Epoch: &epoch}
 			must(t, h.Check(req))
-			n, err := h.Estimate(req)
+			n, err := h.Estimate(context.Background(), req)
 			must(t, err)
 			if n < 200000 {
 				t.Errorf("estimate %d bytes is less than the content", n)
@@ -381,7 +381,7 @@ func TestRootfsTarErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "g.img")
 			req := Request{Guest: "g", Type: TypeRootfsTar, Source: tc.source, Output: out, SizeMB: tc.sizeMB}
-			_, err := h.Estimate(req)
+			_, err := h.Estimate(context.Background(), req)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("Estimate err = %v, want containing %q", err, tc.wantErr)
 			}
@@ -519,7 +519,7 @@ func TestMinimumSizeMatchesWriter(t *testing.T) {
 		src := filepath.Join(t.TempDir(), "t.tar")
 		must(t, os.WriteFile(src, mkTar(t, ents), 0o644))
 		h, _ := NewRegistry().Lookup(TypeRootfsTar)
-		n, err := h.Estimate(Request{Guest: "g", Type: TypeRootfsTar, Source: src})
+		n, err := h.Estimate(context.Background(), Request{Guest: "g", Type: TypeRootfsTar, Source: src})
 		must(t, err)
 		min := MinimumMB(n)
 		out := filepath.Join(t.TempDir(), "g.img")

@@ -11,6 +11,7 @@
 package plan
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -127,6 +128,12 @@ type Options struct {
 // Make validates specs against env and the file system and returns the
 // plan, or every error found. It writes nothing.
 func Make(specs []*guest.Spec, env Env, opts Options) (*Plan, error) {
+	return MakeContext(context.Background(), specs, env, opts)
+}
+
+// MakeContext is Make; cancelling ctx stops the import estimates (which
+// may read whole tarballs).
+func MakeContext(ctx context.Context, specs []*guest.Spec, env Env, opts Options) (*Plan, error) {
 	if opts.Registry == nil {
 		opts.Registry = importer.NewRegistry()
 	}
@@ -150,7 +157,10 @@ func Make(specs []*guest.Spec, env Env, opts Options) (*Plan, error) {
 	}
 	var tools []importer.Tool
 	for _, s := range specs {
-		g, err := resolveGuest(s, env, opts, check, &tools)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		g, err := resolveGuest(ctx, s, env, opts, check, &tools)
 		if err != nil {
 			if es, ok := err.(guest.Errors); ok {
 				errs = append(errs, es...)
@@ -202,7 +212,7 @@ func toolNames(tools []importer.Tool) string {
 	return strings.Join(names, ", ")
 }
 
-func resolveGuest(s *guest.Spec, env Env, opts Options, check func(g, what, result string), tools *[]importer.Tool) (*Guest, error) {
+func resolveGuest(ctx context.Context, s *guest.Spec, env Env, opts Options, check func(g, what, result string), tools *[]importer.Tool) (*Guest, error) {
 	var errs guest.Errors
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -220,7 +230,7 @@ func resolveGuest(s *guest.Spec, env Env, opts Options, check func(g, what, resu
 			if err != nil || berr != nil {
 				errs = append(errs, errors.Join(err, berr))
 			} else {
-				imp, err := planImport(s, env, h, src, backingDir)
+				imp, err := planImport(ctx, s, env, h, src, backingDir)
 				if err != nil {
 					errs = append(errs, err)
 				} else {
@@ -263,13 +273,16 @@ func resolveGuest(s *guest.Spec, env Env, opts Options, check func(g, what, resu
 
 // planImport validates an import before anything runs: the handler's own
 // source check and the size against the estimated content.
-func planImport(s *guest.Spec, env Env, h importer.Handler, src, backingDir string) (*Import, error) {
+func planImport(ctx context.Context, s *guest.Spec, env Env, h importer.Handler, src, backingDir string) (*Import, error) {
 	req := importer.Request{Guest: s.Name, Type: s.SourceType, Source: src, SizeMB: s.ImageSizeMB, BackingDir: backingDir}
 	if err := h.Check(req); err != nil {
 		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingSourceFile, Origin: s.Origin[guest.SettingSourceFile], Msg: err.Error()}
 	}
-	content, err := h.Estimate(req)
+	content, err := h.Estimate(ctx, req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingSourceFile, Origin: s.Origin[guest.SettingSourceFile], Msg: err.Error()}
 	}
 	imp := &Import{Type: s.SourceType, Source: src, ContentBytes: content, SizeMB: s.ImageSizeMB, BackingDir: backingDir}

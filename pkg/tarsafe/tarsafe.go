@@ -65,6 +65,10 @@ const blockSize = 512
 // exceeds Options.MaxContent.
 var ErrContentLimit = errors.New("archive content exceeds the limit")
 
+// ErrFileSize is wrapped by the error for a file larger than
+// Options.MaxFileSize; it wraps ErrContentLimit.
+var ErrFileSize = fmt.Errorf("file too large for the image (%w)", ErrContentLimit)
+
 // maxSymlinkHops bounds symlink resolution, like Linux's MAXSYMLINKS.
 const maxSymlinkHops = 40
 
@@ -73,6 +77,13 @@ const maxNameComponent = 255
 
 // maxLinkTarget is the longest symlink target Linux accepts (PATH_MAX - 1).
 const maxLinkTarget = 4095
+
+// MaxExt4FileSize is the largest regular file ext4 can hold with 4 KiB
+// blocks (2^32 blocks): the default Options.MaxFileSize. A tiny archive can
+// declare a far larger size (a PAX sparse entry's GNU.sparse.realsize, a
+// base-256 size field); such entries are refused at their header instead
+// of expanding terabytes of holes.
+const MaxExt4FileSize = 16 << 40
 
 // Options configure Sanitize.
 type Options struct {
@@ -86,6 +97,10 @@ type Options struct {
 	// archives whose declared (e.g. sparse) sizes far exceed the input and
 	// is normally the target image size.
 	MaxContent int64
+	// MaxFileSize bounds the declared size of one regular file; 0 means
+	// MaxExt4FileSize. A larger entry is an error wrapping ErrContentLimit,
+	// reported as soon as its header is read.
+	MaxFileSize int64
 }
 
 // Sanitize returns a reader of a sanitized copy of the tar stream r (see
@@ -123,11 +138,31 @@ type node struct {
 
 // tarWalker holds the state of one sanitizing pass.
 type tarWalker struct {
+	ctx     context.Context
 	opt     Options
+	// skipped names the previous entry when its content was left to
+	// tar.Reader.Next to skip, so that a truncation found there is
+	// reported against it.
+	skipped string
 	nodes   map[string]*node // cleaned path ("" = root) → node
 	emit    func(h *tar.Header, body io.Reader) error
 	epoch   time.Time
 	content int64
+}
+
+// ctxReader checks ctx before every read: the content of a sparse entry
+// is mostly holes that the tar reader expands without reading its input,
+// so the input's own checks never run there.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // countReader counts bytes read, for error offsets, and checks ctx.
@@ -153,7 +188,10 @@ func Walk(ctx context.Context, r io.Reader, opt Options, emit func(h *tar.Header
 	if opt.Source == "" {
 		opt.Source = "tar stream"
 	}
-	w := &tarWalker{opt: opt, nodes: map[string]*node{"": {typ: tar.TypeDir}}, emit: emit, epoch: time.Unix(0, 0).UTC()}
+	if opt.MaxFileSize <= 0 {
+		opt.MaxFileSize = MaxExt4FileSize
+	}
+	w := &tarWalker{ctx: ctx, opt: opt, nodes: map[string]*node{"": {typ: tar.TypeDir}}, emit: emit, epoch: time.Unix(0, 0).UTC()}
 	if opt.Epoch != nil {
 		w.epoch = *opt.Epoch
 	}
@@ -161,6 +199,11 @@ func Walk(ctx context.Context, r io.Reader, opt Options, emit func(h *tar.Header
 	tr := tar.NewReader(cr)
 	for i := 1; ; i++ {
 		at := (cr.n + blockSize - 1) / blockSize * blockSize
+		where := fmt.Sprintf("at byte %d", at)
+		if w.skipped != "" {
+			// The skipped content's length is not known here (sparse).
+			where = fmt.Sprintf("after byte %d", at)
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			if cr.n < at+blockSize {
@@ -174,11 +217,15 @@ func Walk(ctx context.Context, r io.Reader, opt Options, emit func(h *tar.Header
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("%s: entry %d at byte %d: archive is truncated: %w", opt.Source, i, at, err)
+			if errors.Is(err, io.ErrUnexpectedEOF) && w.skipped != "" {
+				return fmt.Errorf("%s: entry %d %q: archive is truncated in its content: %w", opt.Source, i-1, w.skipped, err)
 			}
-			return fmt.Errorf("%s: entry %d at byte %d: reading tar header: %w", opt.Source, i, at, err)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%s: entry %d %s: archive is truncated: %w", opt.Source, i, where, err)
+			}
+			return fmt.Errorf("%s: entry %d %s: reading tar header: %w", opt.Source, i, where, err)
 		}
+		w.skipped = ""
 		if err := w.entry(h, tr); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -186,7 +233,7 @@ func Walk(ctx context.Context, r io.Reader, opt Options, emit func(h *tar.Header
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("archive is truncated: %w", err)
 			}
-			return fmt.Errorf("%s: entry %d %q at byte %d: %w", opt.Source, i, h.Name, at, err)
+			return fmt.Errorf("%s: entry %d %q %s: %w", opt.Source, i, h.Name, where, err)
 		}
 	}
 	// Read what follows the end-of-archive marker so that decompressors
@@ -401,14 +448,28 @@ func (w *tarWalker) entry(h *tar.Header, body io.Reader) error {
 	if h.Size < 0 {
 		return fmt.Errorf("negative size %d", h.Size)
 	}
+	if h.Size > w.opt.MaxFileSize {
+		what := "declares"
+		if h.Typeflag == tar.TypeGNUSparse || len(h.PAXRecords["GNU.sparse.realsize"]) > 0 || len(h.PAXRecords["GNU.sparse.size"]) > 0 {
+			what = "declares a sparse size of"
+		}
+		return fmt.Errorf("file %s %d bytes, more than the %d bytes a file can have in the image: %w", what, h.Size, w.opt.MaxFileSize, ErrFileSize)
+	}
 	w.content += h.Size
 	if w.opt.MaxContent > 0 && w.content > w.opt.MaxContent {
 		return fmt.Errorf("file content so far (%d bytes) exceeds the limit of %d bytes (the image size): %w", w.content, w.opt.MaxContent, ErrContentLimit)
 	}
 	out.Size = h.Size
-	lr := &io.LimitedReader{R: body, N: h.Size}
+	lr := &io.LimitedReader{R: &ctxReader{ctx: w.ctx, r: body}, N: h.Size}
 	if err := w.emit(out, lr); err != nil {
 		return err
+	}
+	if lr.N == h.Size && h.Size > 0 {
+		// emit read nothing (the size estimate): tar.Reader.Next skips
+		// the stored data, without expanding a sparse entry's holes, and
+		// reports a short one as truncation (see Walk).
+		w.skipped = name
+		return nil
 	}
 	// Consume what emit left unread; a short body means truncation.
 	if _, err := io.Copy(io.Discard, lr); err != nil {

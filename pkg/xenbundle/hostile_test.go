@@ -7,10 +7,15 @@ package xenbundle
 import (
 	"bytes"
 	"encoding/binary"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vxn-dev/vxn/internal/testutil"
 )
@@ -175,4 +180,99 @@ func TestInstallQcow2BackingConfined(t *testing.T) {
 	if _, errOut, code := run(t, "install", "--manifest", man, "--rootfs", filepath.Join(root, "rootfs3"), "--cache-dir", filepath.Join(root, "cache"), "-q"); code == 0 || !strings.Contains(errOut, "outside the allowed directory") {
 		t.Fatalf("manifest without backingDir: code %d: %s", code, errOut)
 	}
+}
+
+// buildXenbundle builds cmd/xenbundle once per test binary.
+var builtXenbundle string
+
+func buildXenbundle(t *testing.T) string {
+	t.Helper()
+	if builtXenbundle != "" {
+		return builtXenbundle
+	}
+	dir, err := os.MkdirTemp("", "xenbundle-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "xenbundle")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/xenbundle")
+	cmd.Dir = testutil.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/xenbundle: %v\n%s", err, out)
+	}
+	builtXenbundle = bin
+	return bin
+}
+
+// interruptAfter starts the built xenbundle with args, sends SIGINT after
+// delay (once the command is busy) and checks that it exits within two
+// seconds with a failure status, and that outDir holds nothing but keep.
+func interruptAfter(t *testing.T, delay time.Duration, outDir string, keep []string, args ...string) {
+	t.Helper()
+	bin := buildXenbundle(t)
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	cmd.Env = append(os.Environ(), "XENBUNDLE_CACHE="+filepath.Join(outDir, "cache"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("xenbundle %s ended before the interrupt (%v):\n%s", strings.Join(args, " "), err, stderr.String())
+	case <-time.After(delay):
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	sent := time.Now()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("exit status 0 after SIGINT")
+		}
+		t.Logf("exited %v after SIGINT: %v: %s", time.Since(sent).Round(time.Millisecond), err, strings.TrimSpace(stderr.String()))
+	case <-time.After(2 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("xenbundle %s still running 2 s after SIGINT:\n%s", strings.Join(args, " "), stderr.String())
+	}
+	var left []string
+	filepath.WalkDir(outDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !slices.Contains(keep, p) {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("files left after the interrupt: %v", left)
+	}
+}
+
+// TestInterruptImport: SIGINT ends an import within a second or two, in
+// each long loop, with no temporary left. Before, the size estimate (no
+// --size) of a tiny archive declaring a huge sparse file ran for minutes
+// and ignored SIGINT and SIGTERM.
+func TestInterruptImport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/xenbundle")
+	}
+	t.Run("estimate of a tar.zst bomb", func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "zeros.tar.zst")
+		os.WriteFile(src, testutil.ZstdZeroTar("zeros", 1<<40), 0o644)
+		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
+	})
+	t.Run("sparse tar written to ext4", func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "sparse.tar")
+		os.WriteFile(src, testutil.PAXSparseTar("big", 100<<30, []testutil.SparseFragment{{Offset: 0, Data: []byte("x")}}), 0o644)
+		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"), "--size", "110000")
+	})
+	t.Run("qcow2 convert", func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "bomb.qcow2")
+		os.WriteFile(src, testutil.Qcow2ZeroBomb(256<<30), 0o644)
+		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "qcow2", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
+	})
 }

@@ -105,11 +105,11 @@ func defaultCacheDir() string {
 // same plan (a dry run: nothing is written).
 func planWithBundles(cmd *cobra.Command, in *Inputs, rootfs string) (*plan.Plan, error) {
 	if rootfs == "" {
-		p, _, err := makePlan(in, "")
+		p, _, err := makePlan(cmd.Context(), in, "")
 		return p, err
 	}
 	if _, err := os.Stat(rootfs); err != nil {
-		p, _, err := makePlan(in, "")
+		p, _, err := makePlan(cmd.Context(), in, "")
 		return p, err
 	}
 	specs, env, err := in.load()
@@ -134,12 +134,12 @@ func planWithBundles(cmd *cobra.Command, in *Inputs, rootfs string) (*plan.Plan,
 
 // makePlan loads the inputs and makes the plan; it returns the import
 // registry (built-ins plus declared custom types) that Apply must use.
-func makePlan(in *Inputs, cacheDir string) (*plan.Plan, *importer.Registry, error) {
+func makePlan(ctx context.Context, in *Inputs, cacheDir string) (*plan.Plan, *importer.Registry, error) {
 	specs, env, err := in.load()
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := plan.Make(specs, env, plan.Options{Registry: in.registry, CacheDir: cacheDir})
+	p, err := plan.MakeContext(ctx, specs, env, plan.Options{Registry: in.registry, CacheDir: cacheDir})
 	return p, in.registry, err
 }
 
@@ -346,7 +346,7 @@ func importCommand() *cobra.Command {
 			if err := h.Check(req); err != nil {
 				return err
 			}
-			if _, err := h.Estimate(req); err != nil {
+			if _, err := h.Estimate(cmd.Context(), req); err != nil {
 				return err
 			}
 			start := time.Now()
