@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vxn-dev/vxn/pkg/disk/ext4/internal/compactext4"
 )
 
 // FromDir writes an ext4 image of the directory tree dir at out. It walks
@@ -268,5 +266,3 @@ func EstimateDir(dir string) (int64, error) {
 	}
 	return total, nil
 }
-
-var _ = compactext4.BlockSize

@@ -4,66 +4,104 @@
 //
 // # Building images
 //
-// FromTar and FromDir write the image in one streaming pass with a pure-Go
-// writer (internal/compactext4, a fork of hcsshim's ext4 writer). We use our
-// own writer instead of `mkfs.ext4 -d` because mkfs cannot read a tar stream
-// (e2fsprogs 1.47.0), cannot record foreign owners or device nodes from a
-// rootless staging directory, and is only reproducible with a handful of
-// environment tricks; the fork is also 2-3x faster. We forked instead of
-// calling hcsshim's tar2ext4 because its writer is internal and only emits a
-// compact image with zero free blocks, the read-only feature flag, an inode
-// count fitted to the content and an inode bitmap that e2fsck rejects.
+// FromTar, FromDir and FromTrees write the image in one streaming pass with
+// our own writer (internal/writer), written from the ext4 on-disk format
+// and checked against e2fsprogs. We do not call `mkfs.ext4 -d` because
+// mkfs cannot read a tar stream (e2fsprogs 1.47.0), cannot record foreign
+// owners or device nodes from a rootless staging directory, and is only
+// reproducible with a handful of environment tricks; the writer is also
+// faster (see bench_test.go).
 //
-// The images have the features ext_attr, dir_index, filetype, extent,
-// flex_bg, sparse_super2, large_file, huge_file and extra_isize, 4 KiB blocks
-// and 256-byte inodes. They have no journal: they are build artifacts that a
-// guest mounts read-write fine without one, and leaving it out keeps them
-// small and byte-reproducible (add one later with `tune2fs -O has_journal`
-// if wanted). No blocks are reserved for root.
+// File data is copied to its final place as it streams in; all-zero 4 KiB
+// blocks are left as holes, and the holes of a sparse source file are
+// skipped without reading them. What is kept in memory until the end is
+// per entry, not per byte: an inode record (about 200 bytes), the
+// directory entry and, for files of more than four extents, nothing more
+// (their extent blocks are written next to the data). Directories,
+// inode tables, bitmaps and the journal are laid out after the data once
+// everything is known.
+//
+// The images have what a current mkfs.ext4 writes where it matters to a
+// guest: 4 KiB blocks and 256-byte inodes with extra_isize (nanosecond
+// times and creation time, room for inline xattrs); extent (extent trees
+// of any depth, files up to 16 TiB); large_file and huge_file; filetype;
+// dir_index (directories larger than one block are htrees with half_md4
+// hashes seeded from the superblock, so a 50,000-entry directory is fast
+// in the guest); dir_nlink; ext_attr (user.*, trusted.*, security.* such
+// as security.capability, system.* and POSIX ACLs converted to ext4's own
+// ACL format, inline in the inode or in an xattr block); flex_bg (bitmaps
+// and inode tables packed per 16 groups); sparse_super (superblock and
+// descriptor backups in groups 0, 1 and powers of 3, 5 and 7); has_journal
+// (an empty, valid jbd2 journal in inode 8, sized like mke2fs does, so a
+// guest that mounts the image read-write survives a crash); and
+// metadata_csum (crc32c on the superblock, descriptors, bitmaps, inodes,
+// extent blocks, directory blocks and htree nodes, xattr blocks). Left out:
+// 64bit (only needed past 16 TiB), resize_inode (online growth still works
+// through meta_bg), orphan_file and the journal's own checksum feature
+// (mke2fs 1.47.0 does not set it either; the kernel enables it when it
+// first uses the journal). No blocks are reserved for root. lost+found is
+// made like mke2fs makes it (16 KiB).
+//
+// Entries replace earlier ones with the same path, as tar and container
+// layers do ("last one wins"): a file replaces a file (hard links to the
+// old one keep the old data), a directory entry for an existing directory
+// updates its metadata, and anything else removes the old entry (with all
+// it contains) first. Parent directories that are symlinks are followed
+// inside the image, chroot-style, like tar extraction through a symlinked
+// directory. Blocks of replaced files become free space.
 //
 // # Sizing
 //
 // With Options.SizeBytes set, the file system spans floor(SizeBytes/4096)
-// blocks and the image file is exactly SizeBytes long. With SizeBytes 0 the
-// size is automatic: the blocks the content needs (data, directories,
-// xattr blocks, inode tables, bitmaps, group descriptors) plus 10 % of that
-// plus 16 MiB of free space, rounded up to a whole MiB.
-// Either way the inode count is the larger of 1.25 x the used inodes + 64
-// and one inode per 16 KiB of file system (mke2fs's default ratio). When the
-// content does not fit, the error wraps ErrTooSmall and is a *TooSmallError
-// carrying the needed and the given size.
+// blocks (less the last group if it would be too small to hold its backup
+// superblock) and the image file is exactly SizeBytes long. With SizeBytes
+// 0 the size is automatic: the blocks in use (data, directories, inode
+// tables, bitmaps, descriptors and journal) plus 10 % plus 16 MiB, rounded
+// up to a whole MiB; automatic sizes stop at 1 TiB.
+// The inode count is Options.Inodes when set, else the larger of 1.25 x
+// the used inodes + 64 and one inode per 16 KiB of file system (mke2fs's
+// default ratio), rounded up to whole inode table blocks per group.
+// The journal is mke2fs's size for the file system (4 MiB below 128 MiB,
+// 16 MiB below 1 GiB, 32 MiB below 2 GiB, 64 MiB below 16 GiB, up to 1
+// GiB); when a given size is too tight for it the journal is halved down
+// to jbd2's minimum of 4 MiB, and left out below that (and below 8 MiB,
+// like mke2fs). When the content does not fit, the error wraps ErrTooSmall
+// and is a *TooSmallError carrying the needed and the given size and the
+// first entry that did not fit.
 //
 // # Reproducibility
 //
 // The same input gives a byte-identical image: directory entries and inode
-// numbers follow the input order (FromDir walks in lexical order), the UUID
-// and directory hash seed are derived from a SHA-256 of everything written,
-// and the superblock times are Options.Epoch, or the newest mtime of the
-// content when Epoch is nil. With Epoch set, every inode time newer than it
-// is clamped to it. Output is sparse: all-zero blocks are never written.
+// numbers follow the input order (FromDir walks in lexical order), the
+// UUID, the directory hash seed and the journal UUID are derived from a
+// SHA-256 of the entries and their data, and the superblock times are
+// Options.Epoch, or the newest mtime of the content when Epoch is nil.
+// With Epoch set, every inode time newer than it is clamped to it. Output
+// is sparse: all-zero blocks are never written.
 package ext4
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"time"
 
-	"github.com/vxn-dev/vxn/pkg/disk/ext4/internal/compactext4"
+	"github.com/vxn-dev/vxn/pkg/disk/ext4/internal/writer"
 )
 
 // Options control how an image is built.
 type Options struct {
-	// SizeBytes is the image size. 0 means automatic: the content's blocks
+	// SizeBytes is the image size. 0 means automatic: the blocks in use
 	// plus 10 % plus 16 MiB, rounded up to a MiB (see the package comment).
 	SizeBytes int64
+	// Inodes is the number of inodes the file system has (rounded up to
+	// whole inode table blocks per block group). 0 means automatic: 1.25 x
+	// the used inodes + 64, at least one per 16 KiB.
+	Inodes int64
 	// Epoch is SOURCE_DATE_EPOCH: inode times newer than it are clamped to
 	// it and it is used for the superblock times. nil keeps times as they are.
 	Epoch *time.Time
@@ -77,32 +115,28 @@ var ErrTooSmall = errors.New("ext4: image size too small for the content")
 
 // TooSmallError reports the size the content needs and the size given.
 type TooSmallError struct {
-	Need  int64 // bytes the image would need at least
-	Given int64 // bytes requested in Options.SizeBytes
+	Need  int64  // bytes the image would need at least
+	Given int64  // bytes requested in Options.SizeBytes
+	Path  string // the first entry that did not fit ("" when the metadata did not)
 }
 
 // Error implements error.
 func (e *TooSmallError) Error() string {
-	return fmt.Sprintf("ext4: image size too small for the content: need at least %d bytes (%d MiB), given %d bytes",
+	msg := fmt.Sprintf("ext4: image size too small for the content: need at least %d bytes (%d MiB), given %d bytes",
 		e.Need, (e.Need+(1<<20)-1)>>20, e.Given)
+	if e.Path != "" {
+		msg += fmt.Sprintf(" (%q was the first entry past the end)", e.Path)
+	}
+	return msg
 }
 
 // Unwrap makes errors.Is(err, ErrTooSmall) true.
 func (e *TooSmallError) Unwrap() error { return ErrTooSmall }
 
-const (
-	blockSize = compactext4.BlockSize
-	// gdReserve is the file system size the group descriptor area is
-	// reserved for when writing starts; unused descriptor blocks are freed.
-	gdReserve = 1 << 40
-	// inodeRatio is mke2fs's default bytes-per-inode.
-	inodeRatio = 16384
-	// autoHeadroom is the fixed part of the free space of an automatic size.
-	autoHeadroom = 16 << 20
-)
+const blockSize = writer.BlockSize
 
-// maxFileSize limits regular files (0: only the writer's 128 GiB limit). The
-// fuzz test lowers it: a tiny sparse tar entry can expand to gigabytes.
+// maxFileSize limits regular files (0: only ext4's limit). The fuzz test
+// lowers it: a tiny sparse tar entry can expand to gigabytes.
 var maxFileSize int64
 
 // builder drives the writer for one image.
@@ -111,11 +145,9 @@ type builder struct {
 	opt     Options
 	out     string
 	tmp     *os.File
-	sf      *sparseFile
-	w       *compactext4.Writer
+	w       *writer.Writer
 	maxTime int64
 	epoch   int64
-	buf     []byte
 }
 
 func newBuilder(ctx context.Context, out string, opt Options) (*builder, error) {
@@ -128,6 +160,9 @@ func newBuilder(ctx context.Context, out string, opt Options) (*builder, error) 
 	if opt.SizeBytes > 0 && opt.SizeBytes/blockSize > 1<<32-1 {
 		return nil, fmt.Errorf("ext4: image size %d is larger than 16 TiB", opt.SizeBytes)
 	}
+	if opt.Inodes < 0 || opt.Inodes > 1<<32-1 {
+		return nil, fmt.Errorf("ext4: inode count %d out of range (0 or 1..2^32-1)", opt.Inodes)
+	}
 	dir, base := filepath.Split(out)
 	if dir == "" {
 		dir = "."
@@ -136,13 +171,17 @@ func newBuilder(ctx context.Context, out string, opt Options) (*builder, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ext4: create image: %w", err)
 	}
-	b := &builder{ctx: ctx, opt: opt, out: out, tmp: tmp}
-	b.sf = &sparseFile{f: tmp, h: sha256.New()}
-	max := int64(gdReserve)
-	if opt.SizeBytes > max {
-		max = opt.SizeBytes
+	cfg := writer.Config{Inodes: uint64(opt.Inodes), MaxFileSize: maxFileSize}
+	if opt.SizeBytes > 0 {
+		cfg.SizeBlocks = max(uint64(opt.SizeBytes/blockSize), 1)
 	}
-	b.w = compactext4.NewWriter(b.sf, compactext4.MaximumDiskSize(max))
+	w, err := writer.New(tmp, cfg)
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("ext4: %w", err)
+	}
+	b := &builder{ctx: ctx, opt: opt, out: out, tmp: tmp, w: w}
 	if opt.Epoch != nil {
 		b.epoch = opt.Epoch.Unix()
 	}
@@ -156,9 +195,9 @@ func (b *builder) abort() {
 }
 
 // clamp applies the epoch to t and records the newest time seen.
-func (b *builder) clamp(t time.Time) time.Time {
+func (b *builder) clamp(t time.Time) writer.Timestamp {
 	if t.IsZero() {
-		return t
+		return writer.Timestamp{}
 	}
 	if b.opt.Epoch != nil && t.Unix() >= b.epoch {
 		t = time.Unix(b.epoch, 0)
@@ -166,7 +205,7 @@ func (b *builder) clamp(t time.Time) time.Time {
 	if s := t.Unix(); s > b.maxTime {
 		b.maxTime = s
 	}
-	return t
+	return writer.Timestamp{Sec: t.Unix(), Nsec: uint32(t.Nanosecond())}
 }
 
 // entry is one file to add, from a tar header or a directory walk.
@@ -182,6 +221,18 @@ type entry struct {
 	atime, ctime time.Time // zero: use mtime
 	xattrs       map[string][]byte
 }
+
+// File type bits of entry.mode.
+const (
+	typeMask = 0xf000
+	sIFSOCK  = 0xc000
+	sIFLNK   = 0xa000
+	sIFREG   = 0x8000
+	sIFBLK   = 0x6000
+	sIFDIR   = 0x4000
+	sIFCHR   = 0x2000
+	sIFIFO   = 0x1000
+)
 
 // cleanName turns an archive name into the writer's form ("" is the root).
 func cleanName(n string) string {
@@ -199,9 +250,6 @@ func (b *builder) add(e *entry, data io.Reader) error {
 		if target == "" {
 			return errors.New("hard link to the root directory")
 		}
-		if err := b.w.MakeParents(name); err != nil {
-			return err
-		}
 		return b.w.Link(target, name)
 	}
 	if e.uid < 0 || e.uid > 1<<32-1 || e.gid < 0 || e.gid > 1<<32-1 {
@@ -213,18 +261,9 @@ func (b *builder) add(e *entry, data io.Reader) error {
 	if len(e.symlink) >= blockSize {
 		return fmt.Errorf("symlink target is %d bytes, longer than %d", len(e.symlink), blockSize-1)
 	}
-	if e.mode&compactext4.TypeMask == compactext4.S_IFLNK && e.symlink == "" {
+	if e.mode&typeMask == sIFLNK && e.symlink == "" {
 		return errors.New("symlink with an empty target")
 	}
-	for k, v := range e.xattrs {
-		if len(k) == 0 || len(k) > 255 {
-			return fmt.Errorf("xattr name %q: length must be 1..255", k)
-		}
-		if len(v) > blockSize-64 {
-			return fmt.Errorf("xattr %q: value of %d bytes does not fit in a block", k, len(v))
-		}
-	}
-	mt := b.clamp(e.mtime)
 	at, ct := e.atime, e.ctime
 	if at.IsZero() {
 		at = e.mtime
@@ -232,144 +271,50 @@ func (b *builder) add(e *entry, data io.Reader) error {
 	if ct.IsZero() {
 		ct = e.mtime
 	}
-	f := &compactext4.File{
-		Linkname: e.symlink,
-		Mode:     e.mode,
-		Uid:      uint32(e.uid),
-		Gid:      uint32(e.gid),
-		Mtime:    mt,
-		Atime:    b.clamp(at),
-		Ctime:    b.clamp(ct),
-		Crtime:   mt,
-		Devmajor: uint32(e.major),
-		Devminor: uint32(e.minor),
-		Xattrs:   e.xattrs,
+	mt := b.clamp(e.mtime)
+	f := &writer.File{
+		Mode:    e.mode,
+		UID:     uint32(e.uid),
+		GID:     uint32(e.gid),
+		Mtime:   mt,
+		Atime:   b.clamp(at),
+		Ctime:   b.clamp(ct),
+		Crtime:  mt,
+		Symlink: e.symlink,
+		Major:   uint32(e.major),
+		Minor:   uint32(e.minor),
+		Xattrs:  e.xattrs,
 	}
-	if e.mode&compactext4.TypeMask == compactext4.S_IFREG {
+	if e.mode&typeMask == sIFREG {
 		f.Size = e.size
-		if maxFileSize > 0 && f.Size > maxFileSize {
-			return fmt.Errorf("file of %d bytes exceeds the limit of %d", f.Size, maxFileSize)
+		if data != nil {
+			if _, ok := data.(*os.File); !ok {
+				data = &ctxReader{ctx: b.ctx, r: data}
+			}
 		}
 	}
-	if err := b.w.MakeParents(name); err != nil {
-		return err
-	}
-	if err := b.w.Create(name, f); err != nil {
-		return err
-	}
-	if f.Size > 0 {
-		if b.buf == nil {
-			b.buf = make([]byte, 1<<20)
-		}
-		src := &ctxReader{ctx: b.ctx, r: io.LimitReader(data, f.Size)}
-		n, err := io.CopyBuffer(b.w, src, b.buf)
-		if err != nil {
-			return err
-		}
-		if n != f.Size {
-			return fmt.Errorf("short file data: got %d of %d bytes", n, f.Size)
-		}
-	}
-	return nil
+	return b.w.Create(name, f, data)
 }
 
 // finish lays out the metadata, writes the superblock and renames the image
 // into place.
 func (b *builder) finish() error {
-	w := b.w
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	data, inodes, gd := w.DataBlocks(), w.Inodes(), w.GDBlocks()
-	minInodes := func(blocks uint32) uint32 {
-		n := uint64(inodes) + uint64(inodes)/4 + 64
-		if r := uint64(blocks) * blockSize / inodeRatio; r > n {
-			n = r
-		}
-		if n > 1<<32-1 {
-			n = 1<<32 - 1
-		}
-		return uint32(n)
-	}
-	// need finds the smallest size >= start (in blocks) that fits, adding
-	// extra blocks of headroom on top of the metadata.
-	need := func(start uint32, headroom func(uint32) uint32) (compactext4.Layout, error) {
-		s := start
-		for i := 0; i < 64; i++ {
-			l, ok := compactext4.Plan(data, gd, s, minInodes(s))
-			if ok {
-				return l, nil
-			}
-			next := uint64(l.EndBlocks) + uint64(headroom(l.EndBlocks))
-			if next <= uint64(s) {
-				next = uint64(s) + uint64(s)/64 + 1
-			}
-			if next > 1<<32-1 {
-				break
-			}
-			s = uint32(next)
-		}
-		return compactext4.Layout{}, fmt.Errorf("ext4: content of %d blocks and %d inodes does not fit in any supported file system size", data, inodes)
-	}
-	var l compactext4.Layout
-	size := b.opt.SizeBytes
-	if size > 0 {
-		var ok bool
-		blocks := uint32(size / blockSize)
-		l, ok = compactext4.Plan(data, gd, blocks, minInodes(blocks))
-		if !ok {
-			nl, err := need(blocks, func(uint32) uint32 { return 0 })
-			if err != nil {
-				return err
-			}
-			return &TooSmallError{Need: int64(nl.SizeBlocks) * blockSize, Given: size}
-		}
-	} else {
-		auto := func(content uint32) uint32 {
-			h := uint64(content)/10 + autoHeadroom/blockSize
-			t := uint64(content) + h
-			t = (t + 255) / 256 * 256 // whole MiB
-			return uint32(min(t, 1<<32-256) - uint64(content))
-		}
-		var err error
-		l, err = need(data+auto(data), auto)
-		if err != nil {
-			return err
-		}
-		// Round the final size to a MiB as well.
-		if r := (l.SizeBlocks + 255) / 256 * 256; r != l.SizeBlocks {
-			if l2, ok := compactext4.Plan(data, gd, r, minInodes(r)); ok {
-				l = l2
-			}
-		}
-		size = int64(l.SizeBlocks) * blockSize
-	}
 	t := b.maxTime
 	if b.opt.Epoch != nil {
 		t = b.epoch
 	}
-	if t < 0 {
-		t = 0
+	t = min(max(t, 0), 1<<32-1)
+	res, err := b.w.Finish(writer.Params{Label: b.opt.Label, Time: t})
+	var need *writer.NeedError
+	if errors.As(err, &need) {
+		return &TooSmallError{Need: int64(need.NeedBlocks) * blockSize, Given: b.opt.SizeBytes, Path: need.Path}
 	}
-	if t > 1<<32-1 {
-		t = 1<<32 - 1
+	if err != nil {
+		return fmt.Errorf("ext4: %w", err)
 	}
-	if err := w.Finish(l, uint32(t)); err != nil {
-		return err
-	}
-	sum := b.sf.h.Sum(nil)
-	var p compactext4.SuperblockParams
-	copy(p.UUID[:], sum[:16])
-	p.UUID[6] = p.UUID[6]&0x0f | 0x50 // name-based (SHA) UUID, version 5
-	p.UUID[8] = p.UUID[8]&0x3f | 0x80 // RFC 4122 variant
-	copy(p.HashSeed[:], sum[16:32])
-	p.Label = b.opt.Label
-	p.Time = uint32(t)
-	if err := w.WriteSuperblock(p); err != nil {
-		return err
-	}
-	if b.sf.err != nil {
-		return b.sf.err
+	size := b.opt.SizeBytes
+	if size == 0 {
+		size = int64(res.Blocks) * blockSize
 	}
 	if err := b.tmp.Truncate(size); err != nil {
 		return fmt.Errorf("ext4: %w", err)
@@ -386,97 +331,8 @@ func (b *builder) finish() error {
 	return nil
 }
 
-// sparseFile is the writer's backing file: it skips all-zero blocks that
-// were never written (leaving holes) and hashes everything else together
-// with its offset (the hash seeds the UUID).
-type sparseFile struct {
-	f   *os.File
-	pos int64
-	hw  int64 // high-water mark: bytes at or past hw were never written
-	h   hash.Hash
-	err error
-}
-
-var zeroBlock [blockSize]byte
-
-func (s *sparseFile) Write(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	total := len(p)
-	pos := s.pos
-	for len(p) > 0 {
-		// Find a run of non-zero (or previously written) chunks.
-		n := chunkLen(pos, len(p))
-		if pos >= s.hw && n == blockSize && [blockSize]byte(p[:blockSize]) == zeroBlock {
-			p = p[n:]
-			pos += int64(n)
-			continue
-		}
-		run := n
-		for run < len(p) {
-			m := chunkLen(pos+int64(run), len(p)-run)
-			if pos+int64(run) >= s.hw && m == blockSize && [blockSize]byte(p[run:run+blockSize]) == zeroBlock {
-				break
-			}
-			run += m
-		}
-		var off [8]byte
-		binary.LittleEndian.PutUint64(off[:], uint64(pos))
-		s.h.Write(off[:])
-		s.h.Write(p[:run])
-		if _, err := s.f.WriteAt(p[:run], pos); err != nil {
-			s.err = fmt.Errorf("ext4: write image: %w", err)
-			return 0, s.err
-		}
-		p = p[run:]
-		pos += int64(run)
-	}
-	s.pos = pos
-	if pos > s.hw {
-		s.hw = pos
-	}
-	return total, nil
-}
-
-// chunkLen is the length of the chunk at pos: up to the next block boundary.
-func chunkLen(pos int64, left int) int {
-	n := blockSize - int(pos%blockSize)
-	if n > left {
-		n = left
-	}
-	return n
-}
-
-func (s *sparseFile) Read(p []byte) (int, error) {
-	n, err := s.f.ReadAt(p, s.pos)
-	s.pos += int64(n)
-	if err == io.EOF && n == len(p) {
-		err = nil
-	}
-	if err == io.EOF && n < len(p) {
-		// Past the written part: holes read as zeros.
-		clear(p[n:])
-		s.pos += int64(len(p) - n)
-		n, err = len(p), nil
-	}
-	return n, err
-}
-
-func (s *sparseFile) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-		s.pos = off
-	case io.SeekCurrent:
-		s.pos += off
-	default:
-		return 0, errors.New("ext4: unsupported seek")
-	}
-	return s.pos, nil
-}
-
-// protect runs fn and turns a panic in the writer into an error, so that odd
-// input can never crash the caller.
+// protect runs fn and turns a panic into an error, so that odd input can
+// never crash the caller (a safety net: the writer returns errors).
 func protect(fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -194,7 +194,8 @@ func TestFromTarMetadata(t *testing.T) {
 	if err != nil || strings.Join(names, ",") != "long,ping,ping2,sh" {
 		t.Errorf("ReadDir /bin = %v, %v", names, err)
 	}
-	if out := debugfsR(t, img, "stats"); !strings.Contains(out, "Filesystem volume name:   rootfs") || strings.Contains(out, "read-only") || strings.Contains(out, "has_journal") {
+	if out := debugfsR(t, img, "stats"); !strings.Contains(out, "Filesystem volume name:   rootfs") || strings.Contains(out, "read-only") ||
+		!strings.Contains(out, "has_journal") || !strings.Contains(out, "metadata_csum") || !strings.Contains(out, "dir_index") {
 		t.Errorf("superblock:\n%s", out)
 	}
 }
@@ -401,23 +402,29 @@ func TestOddTar(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		ents    []tarEnt
-		wantErr string // "" = must succeed
+		wantErr string            // "" = must succeed
+		want    map[string]string // path -> content ("<dir>" for a directory) after success
 	}{
-		{"symlinked parent", []tarEnt{sym("a", "/etc"), reg("a/b", "x")}, "path not found"},
-		{"duplicate empty file", []tarEnt{reg("f", ""), reg("f", "")}, ""},
-		{"duplicate file with data", []tarEnt{reg("f", "one"), reg("f", "two")}, "cannot overwrite"},
-		{"duplicate dir", []tarEnt{dirE("d", 0o755), reg("d/x", "1"), dirE("d", 0o755)}, ""},
-		{"hardlink to missing", []tarEnt{hard("l", "nope")}, "file not found"},
-		{"hardlink to dir", []tarEnt{dirE("d", 0o755), hard("l", "d")}, "cannot be a directory"},
-		{"hardlink to itself", []tarEnt{reg("f", "x"), hard("f", "f")}, "cannot orphan"},
-		{"hardlink to root", []tarEnt{hard("l", "./")}, "root directory"},
-		{"file over dir", []tarEnt{dirE("d", 0o755), reg("d", "x")}, "cannot replace a directory"},
-		{"dir over file", []tarEnt{reg("d", "x"), dirE("d", 0o755)}, "cannot replace a file"},
-		{"name too long", []tarEnt{reg(strings.Repeat("n", 256), "x")}, "invalid name"},
-		{"dot entry", []tarEnt{dirE("./", 0o755), reg("./x", "1")}, ""},
-		{"file as root", []tarEnt{reg(".", "x")}, "cannot replace a directory"},
-		{"dotdot", []tarEnt{reg("../../escape", "x")}, ""},
-		{"symlink target too long", []tarEnt{sym("s", strings.Repeat("t", 5000))}, "longer than"},
+		{"symlinked parent", []tarEnt{sym("a", "/etc"), reg("a/b", "x")}, "", map[string]string{"/etc/b": "x"}},
+		{"duplicate empty file", []tarEnt{reg("f", ""), reg("f", "")}, "", map[string]string{"/f": ""}},
+		{"duplicate file with data", []tarEnt{reg("f", "one"), reg("f", "two")}, "", map[string]string{"/f": "two"}},
+		{"duplicate dir", []tarEnt{dirE("d", 0o755), reg("d/x", "1"), dirE("d", 0o700)}, "", map[string]string{"/d/x": "1"}},
+		{"hardlink keeps the replaced data", []tarEnt{reg("f", "old"), hard("h", "f"), reg("f", "new")}, "", map[string]string{"/f": "new", "/h": "old"}},
+		{"rewrite through a symlinked dir", []tarEnt{dirE("usr/lib", 0o755), reg("usr/lib/libc.so", "v1"), sym("lib", "usr/lib"), reg("lib/libc.so", "v2")}, "",
+			map[string]string{"/usr/lib/libc.so": "v2"}},
+		{"hardlink to missing", []tarEnt{hard("l", "nope")}, "file not found", nil},
+		{"hardlink to dir", []tarEnt{dirE("d", 0o755), hard("l", "d")}, "is a directory", nil},
+		{"hardlink to itself", []tarEnt{reg("f", "x"), hard("f", "f")}, "", map[string]string{"/f": "x"}},
+		{"hardlink to root", []tarEnt{hard("l", "./")}, "root directory", nil},
+		{"file over dir", []tarEnt{dirE("d", 0o755), reg("d/inner", "gone"), reg("d", "x")}, "", map[string]string{"/d": "x"}},
+		{"dir over file", []tarEnt{reg("d", "x"), dirE("d", 0o755), reg("d/y", "y")}, "", map[string]string{"/d/y": "y"}},
+		{"name too long", []tarEnt{reg(strings.Repeat("n", 256), "x")}, "longer than ext4's limit of 255", nil},
+		{"dot entry", []tarEnt{dirE("./", 0o755), reg("./x", "1")}, "", map[string]string{"/x": "1"}},
+		{"file as root", []tarEnt{reg(".", "x")}, "cannot replace the root directory", nil},
+		{"dotdot", []tarEnt{reg("../../escape", "x")}, "", map[string]string{"/escape": "x"}},
+		{"symlink target too long", []tarEnt{sym("s", strings.Repeat("t", 5000))}, "longer than", nil},
+		{"parent is a file", []tarEnt{reg("f", "x"), reg("f/g", "y")}, "is not a directory", nil},
+		{"symlink loop", []tarEnt{sym("a", "b"), sym("b", "a"), reg("a/f", "x")}, "too many levels", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -428,6 +435,16 @@ func TestOddTar(t *testing.T) {
 					t.Fatalf("unexpected error: %v", err)
 				}
 				fsck(t, img)
+				for p, want := range tc.want {
+					got := debugfsR(t, img, "cat "+p)
+					got = strings.TrimPrefix(got, "debugfs 1.47.0 (5-Feb-2023)\n")
+					if i := strings.Index(got, "\n"); strings.HasPrefix(got, "debugfs ") && i >= 0 {
+						got = got[i+1:]
+					}
+					if got != want {
+						t.Errorf("%s: got %q, want %q", p, got, want)
+					}
+				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

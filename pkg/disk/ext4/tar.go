@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/vxn-dev/vxn/pkg/disk/ext4/internal/compactext4"
 )
 
 // FromTar reads an uncompressed tar stream and writes an ext4 image at out.
@@ -104,11 +102,11 @@ func tarEntry(hdr *tar.Header) (*entry, error) {
 	perm := uint16(hdr.Mode & 0o7777)
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
-		e.mode = compactext4.S_IFREG | perm
+		e.mode = sIFREG | perm
 	case tar.TypeDir:
-		e.mode = compactext4.S_IFDIR | perm
+		e.mode = sIFDIR | perm
 	case tar.TypeSymlink:
-		e.mode = compactext4.S_IFLNK | 0o777
+		e.mode = sIFLNK | 0o777
 		e.symlink = hdr.Linkname
 	case tar.TypeLink:
 		if hdr.Linkname == "" {
@@ -116,17 +114,17 @@ func tarEntry(hdr *tar.Header) (*entry, error) {
 		}
 		e.hardlink = hdr.Linkname
 	case tar.TypeChar:
-		e.mode = compactext4.S_IFCHR | perm
+		e.mode = sIFCHR | perm
 	case tar.TypeBlock:
-		e.mode = compactext4.S_IFBLK | perm
+		e.mode = sIFBLK | perm
 	case tar.TypeFifo:
-		e.mode = compactext4.S_IFIFO | perm
+		e.mode = sIFIFO | perm
 	case tar.TypeXGlobalHeader:
 		return nil, nil
 	default:
 		return nil, fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
-	if e.mode&compactext4.TypeMask != compactext4.S_IFREG {
+	if e.mode&typeMask != sIFREG {
 		e.size = 0
 	}
 	for k, v := range hdr.PAXRecords {
