@@ -7,11 +7,11 @@ import (
 
 // Directory block geometry.
 const (
-	dirTailSize  = 12                  // the checksum "entry" ending a leaf block
+	dirTailSize  = 12 // the checksum "entry" ending a leaf block
 	leafSpace    = BlockSize - dirTailSize
-	dxRootOffset = 32                  // dx entries after ".", ".." and dx_root_info
-	dxNodeOffset = 8                   // dx entries after an empty dirent
-	dxTailSize   = 8                   // dt_reserved, dt_checksum
+	dxRootOffset = 32 // dx entries after ".", ".." and dx_root_info
+	dxNodeOffset = 8  // dx entries after an empty dirent
+	dxTailSize   = 8  // dt_reserved, dt_checksum
 	dxRootLimit  = (BlockSize - dxRootOffset - dxTailSize) / 8
 	dxNodeLimit  = (BlockSize - dxNodeOffset - dxTailSize) / 8
 )

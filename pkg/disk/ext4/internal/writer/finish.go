@@ -2,9 +2,9 @@ package writer
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 )
 

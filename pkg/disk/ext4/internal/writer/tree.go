@@ -21,14 +21,14 @@ type Config struct {
 
 // File describes one file to create.
 type File struct {
-	Mode         uint16 // type and permission bits (S_IF*)
-	UID, GID     uint32
-	Atime, Ctime Timestamp
+	Mode          uint16 // type and permission bits (S_IF*)
+	UID, GID      uint32
+	Atime, Ctime  Timestamp
 	Mtime, Crtime Timestamp
-	Size         int64 // regular files: bytes of data to read
-	Symlink      string
-	Major, Minor uint32
-	Xattrs       map[string][]byte
+	Size          int64 // regular files: bytes of data to read
+	Symlink       string
+	Major, Minor  uint32
+	Xattrs        map[string][]byte
 }
 
 // inode states.
