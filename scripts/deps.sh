@@ -4,8 +4,34 @@
 # through sudo. When another apt or dpkg holds the package locks it waits
 # for them (up to $DEPS_LOCK_TIMEOUT seconds, default 600) instead of
 # failing at once.
+#
+# --arch arm64 (or --machine qemuarm64) adds what the arm64 machine needs:
+# qemu-system-aarch64 (package qemu-system-arm) and dpkg's arm64
+# architecture (`dpkg --add-architecture arm64` + `apt-get update`), so
+# that apt can fetch the arm64 Debian packages the image is built from.
 set -euo pipefail
+foreign=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) foreign=${2:?--arch needs a Debian architecture}; shift 2 ;;
+    --machine) case "${2:?--machine needs a machine}" in
+                 qemuarm64) foreign=arm64 ;;
+                 qemux86-64) ;;
+                 *) echo "deps: unknown machine $2 (qemux86-64, qemuarm64)" >&2; exit 2 ;;
+               esac; shift 2 ;;
+    *) echo "usage: $0 [--arch arm64 | --machine qemuarm64]" >&2; exit 2 ;;
+  esac
+done
+[ "$foreign" != "$(dpkg --print-architecture)" ] || foreign=""
 need=()
+add_arch=""
+if [ -n "$foreign" ]; then
+  case "$foreign" in
+    arm64) have() { command -v "$1" >/dev/null 2>&1; }; have qemu-system-aarch64 || need+=(qemu-system-arm) ;;
+    *) echo "deps: architecture $foreign is not supported (arm64)" >&2; exit 2 ;;
+  esac
+  dpkg --print-foreign-architectures | grep -qx "$foreign" || add_arch=$foreign
+fi
 have() { command -v "$1" >/dev/null 2>&1; }
 have mkfs.ext4 || need+=(e2fsprogs)
 have debugfs || need+=(e2fsprogs)
@@ -19,9 +45,13 @@ have depmod || need+=(kmod)
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 [ -e /usr/include/libxlutil.h ] || need+=(libxen-dev)   # xlcfg differential tests against xl's own parser
 [ -e /bin/busybox ] || [ -e /usr/bin/busybox ] || need+=(busybox-static)
-[ ${#need[@]} -gt 0 ] || exit 0
+[ ${#need[@]} -gt 0 ] || [ -n "$add_arch" ] || exit 0
 
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+if [ -n "$add_arch" ]; then
+  echo "deps: dpkg --add-architecture $add_arch" >&2
+  $sudo dpkg --add-architecture "$add_arch"
+fi
 timeout=${DEPS_LOCK_TIMEOUT:-600}
 start=$SECONDS
 
@@ -70,4 +100,4 @@ while :; do
   exit 1
 done
 wait_locks
-"${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+[ ${#need[@]} -eq 0 ] || "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -64,9 +64,57 @@ type Fetcher struct {
 	Logf func(format string, args ...any)
 	// NoUpdate forbids running `apt-get update` when a package is unknown.
 	NoUpdate bool
+	// Arch is the Debian architecture of the packages to resolve (amd64,
+	// arm64); "" or the build machine's own architecture resolves names as
+	// apt does by default. A foreign architecture must be enabled in dpkg
+	// (`dpkg --add-architecture ARCH` and `apt-get update`); names are then
+	// looked up as name:ARCH, falling back to name:all.
+	Arch string
 
 	mu      sync.Mutex
 	updated bool
+	native  string
+}
+
+// nativeArch returns `dpkg --print-architecture` (cached).
+func (f *Fetcher) nativeArch(ctx context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.native != "" {
+		return f.native, nil
+	}
+	out, err := run(ctx, "", "dpkg", "--print-architecture")
+	if err != nil {
+		return "", err
+	}
+	f.native = strings.TrimSpace(string(out))
+	return f.native, nil
+}
+
+// foreignArch returns f.Arch when it is not the build machine's own
+// architecture ("" otherwise), after checking that dpkg knows it.
+func (f *Fetcher) foreignArch(ctx context.Context) (string, error) {
+	if f.Arch == "" {
+		return "", nil
+	}
+	native, err := f.nativeArch(ctx)
+	if err != nil {
+		return "", err
+	}
+	if f.Arch == native {
+		return "", nil
+	}
+	out, err := run(ctx, "", "dpkg", "--print-foreign-architectures")
+	if err != nil {
+		return "", err
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a == f.Arch {
+			return f.Arch, nil
+		}
+	}
+	return "", fmt.Errorf("packages for %s: dpkg on this %s machine has no %s architecture; run `dpkg --add-architecture %s && apt-get update` (scripts/deps.sh --arch %s does it)",
+		f.Arch, native, f.Arch, f.Arch, f.Arch)
 }
 
 func (f *Fetcher) logf(format string, args ...any) {
@@ -180,6 +228,7 @@ func showAll(ctx context.Context, specs []string) ([]Package, error) {
 	res := make([]Package, len(specs))
 	for i, spec := range specs {
 		name, ver, _ := strings.Cut(spec, "=")
+		name, _, _ = strings.Cut(name, ":")
 		p, ok := byName[name]
 		if !ok || (ver != "" && p.Version != ver) {
 			return nil, fmt.Errorf("apt-cache show: no record for %s", spec)
@@ -193,6 +242,13 @@ func showAll(ctx context.Context, specs []string) ([]Package, error) {
 // using the local apt indexes. When a name is unknown it runs
 // `apt-get update` once and retries.
 func (f *Fetcher) Resolve(ctx context.Context, specs ...string) ([]Package, error) {
+	arch, err := f.foreignArch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if arch != "" {
+		return f.resolveForeign(ctx, arch, specs)
+	}
 	if len(specs) > 1 {
 		if ps, err := showAll(ctx, specs); err == nil {
 			return ps, nil
@@ -208,6 +264,56 @@ func (f *Fetcher) Resolve(ctx context.Context, specs ...string) ([]Package, erro
 		}
 		if err != nil {
 			return nil, fmt.Errorf("resolve %s: %w", spec, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// resolveForeign resolves specs as name:arch, and those without such a
+// record as name:all (apt has no name:arm64 record of an Architecture: all
+// package).
+func (f *Fetcher) resolveForeign(ctx context.Context, arch string, specs []string) ([]Package, error) {
+	qualify := func(spec, a string) string {
+		name, ver, hasVer := strings.Cut(spec, "=")
+		if hasVer {
+			return name + ":" + a + "=" + ver
+		}
+		return name + ":" + a
+	}
+	if len(specs) > 1 {
+		q := make([]string, len(specs))
+		for i, s := range specs {
+			q[i] = qualify(s, arch)
+		}
+		if ps, err := showAll(ctx, q); err == nil {
+			return ps, nil
+		}
+	}
+	out := make([]Package, 0, len(specs))
+	for _, spec := range specs {
+		var p Package
+		var err error
+		for _, try := range []func() (Package, error){
+			func() (Package, error) { return show(ctx, qualify(spec, arch)) },
+			func() (Package, error) { return show(ctx, qualify(spec, "all")) },
+		} {
+			if p, err = try(); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			if uerr := f.aptUpdate(ctx); uerr == nil {
+				if p, err = show(ctx, qualify(spec, arch)); err != nil {
+					p, err = show(ctx, qualify(spec, "all"))
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s for %s: %w", spec, arch, err)
+		}
+		if p.Arch != arch && p.Arch != "all" {
+			return nil, fmt.Errorf("resolve %s for %s: apt gave the %s package", spec, arch, p.Arch)
 		}
 		out = append(out, p)
 	}
@@ -460,8 +566,13 @@ func (l *Lock) Write(path string) error {
 func (f *Fetcher) ResolveLocked(ctx context.Context, lock *Lock, names ...string) ([]Package, error) {
 	var todo []string
 	for _, n := range names {
-		if _, ok := lock.Find(n); !ok {
+		p, ok := lock.Find(n)
+		if !ok {
 			todo = append(todo, n)
+			continue
+		}
+		if f.Arch != "" && p.Arch != f.Arch && p.Arch != "all" {
+			return nil, fmt.Errorf("lock pins %s %s for %s, but the packages are for %s (use one lock file per machine)", p.Name, p.Version, p.Arch, f.Arch)
 		}
 	}
 	if len(todo) > 0 {

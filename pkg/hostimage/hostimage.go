@@ -120,7 +120,10 @@ type Output struct {
 	Descriptor     *qemu.Descriptor
 	Hypervisor     string
 	Kernel         string // bzImage / vmlinuz
-	Vmlinux        string // uncompressed ELF for PV guests
+	Vmlinux        string // uncompressed ELF for PV guests (Machine.ExtractVmlinux)
+	// GuestKernel is the kernel guests boot: Vmlinux, or Kernel when the
+	// machine boots its package's kernel as is (arm64 Image).
+	GuestKernel string
 	Initramfs      string
 	Rootfs         string // dom0 ext4
 	GuestExt4      string
@@ -223,7 +226,7 @@ func Build(ctx context.Context, opts Options) (*Output, error) {
 		return nil, err
 	}
 	b := &builder{opts: opts, m: m, lock: lock, trees: map[string]string{},
-		f:   &debpkg.Fetcher{CacheDir: cacheDir, Logf: opts.Logf, NoUpdate: opts.NoAptUpdate},
+		f:   &debpkg.Fetcher{CacheDir: cacheDir, Logf: opts.Logf, NoUpdate: opts.NoAptUpdate, Arch: m.DebArch},
 		out: &Output{Dir: outDir, Lock: lock, LockPath: opts.LockFile}}
 	if err := b.step("packages", func() error { return b.fetch(ctx) }); err != nil {
 		return nil, err
@@ -437,7 +440,12 @@ func (b *builder) kernel(ctx context.Context) error {
 	if err := copyFile(src, b.out.Kernel, 0o644); err != nil {
 		return err
 	}
+	b.out.GuestKernel = b.out.Kernel
+	if !b.m.ExtractVmlinux {
+		return nil
+	}
 	b.out.Vmlinux = b.path("vmlinux-" + kv)
+	b.out.GuestKernel = b.out.Vmlinux
 	if st, err := os.Stat(b.out.Vmlinux); err == nil && st.ModTime().After(mustMtime(src)) {
 		return nil // already extracted from this kernel
 	}
@@ -701,10 +709,10 @@ func (b *builder) descriptor() error {
 		Kernel:      rel(b.out.Kernel),
 		Dom0Cmdline: strings.Join(strings.Fields(fmt.Sprintf("console=%s %s root=%s rw", m.Dom0Console, m.Dom0CmdlineExtra, m.RootDev)), " "),
 		Initrd:      rel(b.out.Initramfs), RootDisk: rel(b.out.Rootfs), RootDiskFormat: "raw",
-		DiskInterface: m.DiskInterface, NetDevice: m.NetDevice, ExtraArgs: m.ExtraArgs, LoginUser: "root",
+		DiskInterface: m.DiskInterface, DiskDevice: m.DiskDevice, NetDevice: m.NetDevice, ExtraArgs: m.ExtraArgs, LoginUser: "root",
 		Markers: b.markers(),
 		Files: map[string]string{
-			"hypervisor": rel(b.out.Hypervisor), "kernel": rel(b.out.Kernel), "vmlinux": rel(b.out.Vmlinux),
+			"hypervisor": rel(b.out.Hypervisor), "kernel": rel(b.out.Kernel), "vmlinux": rel(b.out.Vmlinux), "guest_kernel": rel(b.out.GuestKernel),
 			"initramfs": rel(b.out.Initramfs), "rootfs": rel(b.out.Rootfs),
 			"guest_ext4": rel(b.out.GuestExt4), "guest_tar_bz2": rel(b.out.GuestTarBz2),
 			"guest_qcow2": rel(b.out.GuestQcow2), "guest_cmdline": m.GuestCmdline(),

@@ -217,8 +217,16 @@ func resolveGuest(ctx context.Context, s *guest.Spec, env Env, opts Options, che
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	check(s.Name, "settings", fmt.Sprintf("memory=%d vcpus=%d type=%s", s.Memory, s.VCPUs, s.EffectiveType()))
-	g := &Guest{Spec: s, Type: s.EffectiveType(), ConfigPath: path.Join(ConfigDir, s.Name+".cfg")}
+	typ, err := guestType(s, env)
+	if err != nil {
+		return nil, err
+	}
+	shown := typ
+	if shown == "" {
+		shown = "default"
+	}
+	check(s.Name, "settings", fmt.Sprintf("memory=%d vcpus=%d type=%s", s.Memory, s.VCPUs, shown))
+	g := &Guest{Spec: s, Type: typ, ConfigPath: path.Join(ConfigDir, s.Name+".cfg")}
 	if s.SourceType != "" {
 		h, err := opts.Registry.Lookup(s.SourceType)
 		if err != nil {

@@ -151,3 +151,40 @@ func TestFingerprintChanges(t *testing.T) {
 		t.Error("removal not seen")
 	}
 }
+
+// TestGuestTypeArm: on an Arm machine a guest without a type gets no type
+// key (Xen on Arm has one guest type), pvh stays, and PV and HVM guests are
+// refused naming the setting; x86 keeps PV as the default.
+func TestGuestTypeArm(t *testing.T) {
+	for _, tt := range []struct {
+		machine, typ, kernel, want, err string
+	}{
+		{"qemux86-64", "", "", "pv", ""},
+		{"qemux86-64", "", "none", "hvm", ""},
+		{"qemuarm64", "", "", "", ""},
+		{"qemuarm64", "pvh", "", "pvh", ""},
+		{"qemuarm64", "pv", "", "", "XEN_GUEST_TYPE"},
+		{"qemuarm64", "hvm", "", "", "XEN_GUEST_TYPE"},
+		{"qemuarm64", "", "none", "", "XEN_GUEST_KERNEL"},
+	} {
+		g := guest.New(guest.Entry{Name: "g"})
+		g.Type, g.Kernel = tt.typ, tt.kernel
+		got, err := guestType(g, Env{Machine: tt.machine})
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), tt.machine) {
+				t.Errorf("%s type %q kernel %q: err %v, want one naming %s and the machine", tt.machine, tt.typ, tt.kernel, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s type %q kernel %q: got %q %v, want %q", tt.machine, tt.typ, tt.kernel, got, err, tt.want)
+		}
+	}
+	// The generated config of an Arm guest has no type key.
+	g := &Guest{Spec: guest.New(guest.Entry{Name: "g"}), RootfsPath: "/var/lib/xen/images/g.img", KernelPath: "/var/lib/xen/images/Image"}
+	g.Spec.DiskDevice = "xvda"
+	data, err := generateConfig(g)
+	if err != nil || strings.Contains(string(data), "type") {
+		t.Errorf("config %s %v", data, err)
+	}
+}

@@ -45,6 +45,31 @@ func DefaultKernelImageType(machine string) string {
 	return "bzImage"
 }
 
+// ArmMachine reports whether a machine (by its Yocto-style name, as
+// DefaultKernelImageType reads it) runs Xen on Arm, where there is one
+// guest type: PVH-like, written without a type key. PV (type = "pv") and
+// HVM (kernel none) guests do not exist there.
+func ArmMachine(machine string) bool {
+	return strings.Contains(machine, "arm") || strings.Contains(machine, "aarch64")
+}
+
+// guestType returns the xl type of a guest on env's machine ("" = no type
+// key), or an error naming the setting when the machine cannot run it.
+func guestType(s *guest.Spec, env Env) (string, error) {
+	if !ArmMachine(env.Machine) {
+		return s.EffectiveType(), nil
+	}
+	switch {
+	case s.Kernel == guest.KernelNone:
+		return "", &guest.Error{Guest: s.Name, Setting: guest.SettingKernel, Origin: s.Origin[guest.SettingKernel],
+			Msg: fmt.Sprintf("kernel %q (an HVM guest) is not possible on %s: Xen on Arm boots guests from a kernel (XEN_GUEST_KERNEL)", guest.KernelNone, env.Machine)}
+	case s.Type == guest.TypePV || s.Type == guest.TypeHVM:
+		return "", &guest.Error{Guest: s.Name, Setting: guest.SettingType, Origin: s.Origin[guest.SettingType],
+			Msg: fmt.Sprintf("type %q is not possible on %s: Xen on Arm has one guest type (leave XEN_GUEST_TYPE unset, or pvh)", s.Type, env.Machine)}
+	}
+	return s.Type, nil
+}
+
 // NotFoundError says a file needed by a guest was not found, listing every
 // path searched.
 type NotFoundError struct {

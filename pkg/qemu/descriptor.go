@@ -19,9 +19,10 @@ const (
 	// BootMultiboot loads Xen with QEMU's multiboot loader (-kernel xen
 	// -initrd "dom0-kernel args,dom0-initrd"); x86 only.
 	BootMultiboot = "multiboot"
-	// BootGuestLoader loads Xen as the -kernel of an aarch64 "virt" machine
-	// and the dom0 kernel/initrd with -device guest-loader (arm64; not yet
-	// exercised here).
+	// BootGuestLoader loads Xen as the -kernel of an Arm "virt" machine and
+	// the dom0 kernel and initrd with -device guest-loader at fixed
+	// addresses (GuestLoaderKernelAddr, GuestLoaderInitrdAddr); QEMU puts
+	// them into the device tree as Xen's boot modules.
 	BootGuestLoader = "guest-loader"
 )
 
@@ -61,6 +62,11 @@ type Descriptor struct {
 	RootDiskFormat string `json:"root_disk_format,omitempty"`
 	// DiskInterface is the QEMU drive interface for disks (default "virtio").
 	DiskInterface string `json:"disk_interface,omitempty"`
+	// DiskDevice, when set, is the QEMU device model of the disks, e.g.
+	// "virtio-blk-device" (virtio over MMIO on Arm "virt"): each disk is
+	// then -drive if=none,id=diskN plus -device DiskDevice,drive=diskN,
+	// and DiskInterface is not used.
+	DiskDevice string `json:"disk_device,omitempty"`
 	// NetDevice is the QEMU network device model of dom0's NIC, e.g.
 	// "virtio-net-pci"; it is attached to QEMU user-mode networking
 	// (10.0.2.0/24, the host is 10.0.2.2). Empty means no network.
@@ -107,6 +113,9 @@ func (d *Descriptor) Validate() error {
 	}
 	if d.MemoryMB < 0 || d.SMP < 0 {
 		return fmt.Errorf("descriptor: negative memory_mb or smp")
+	}
+	if strings.ContainsAny(d.DiskDevice, ", ") {
+		return fmt.Errorf("descriptor: disk_device %q: want a QEMU device model name such as virtio-blk-device (no commas or spaces)", d.DiskDevice)
 	}
 	if strings.ContainsAny(d.NetDevice, ", ") {
 		return fmt.Errorf("descriptor: net_device %q: want a QEMU device model name such as virtio-net-pci (no commas or spaces)", d.NetDevice)

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +93,18 @@ func KVMUsable() (bool, string) {
 	return false, "no cpu flags in /proc/cpuinfo"
 }
 
+// hostArch maps Go's architecture names to QEMU's.
+var hostArch = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i386", "riscv64": "riscv64"}
+
+// KVMUsableFor is KVMUsable for a machine of QEMU architecture arch: KVM
+// cannot run another architecture than the build machine's.
+func KVMUsableFor(arch string) (bool, string) {
+	if arch != "" && hostArch[runtime.GOARCH] != arch {
+		return false, fmt.Sprintf("the machine is %s, this host %s", arch, runtime.GOARCH)
+	}
+	return KVMUsable()
+}
+
 // Args builds the QEMU argument vector (without the program name).
 func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
 	if err := d.Validate(); err != nil {
@@ -136,13 +149,11 @@ func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
 		}
 		a = append(a, "-kernel", d.Path(d.Hypervisor), "-append", d.XenCmdline, "-initrd", mods)
 	case BootGuestLoader:
-		// Untested sketch for aarch64 "virt": Xen is the -kernel, dom0's
-		// kernel and initrd are loaded at fixed addresses by guest-loader.
-		a = append(a, "-kernel", d.Path(d.Hypervisor), "-append", d.XenCmdline,
-			"-device", "guest-loader,addr=0x49000000,kernel="+d.Path(d.Kernel)+",bootargs="+d.Dom0Cmdline)
-		if d.Initrd != "" {
-			a = append(a, "-device", "guest-loader,addr=0x50000000,initrd="+d.Path(d.Initrd))
+		gl, err := guestLoaderArgs(d, mem)
+		if err != nil {
+			return nil, err
 		}
+		a = append(a, gl...)
 	}
 	iface := d.DiskInterface
 	if iface == "" {
@@ -156,11 +167,20 @@ func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
 	if format == "" {
 		format = "raw"
 	}
-	if root != "" {
-		a = append(a, "-drive", "file="+root+",format="+format+",if="+iface)
+	disk := func(n int, file, format string) {
+		if d.DiskDevice == "" {
+			a = append(a, "-drive", "file="+file+",format="+format+",if="+iface)
+			return
+		}
+		id := "disk" + strconv.Itoa(n)
+		a = append(a, "-drive", "file="+optEscape(file)+",format="+format+",if=none,id="+id,
+			"-device", d.DiskDevice+",drive="+id)
 	}
-	for _, dd := range o.DataDisks {
-		a = append(a, "-drive", "file="+dd+",format=raw,if="+iface)
+	if root != "" {
+		disk(0, root, format)
+	}
+	for i, dd := range o.DataDisks {
+		disk(i+1, dd, "raw")
 	}
 	if d.NetDevice != "" && !o.NoNetwork {
 		netdev := "user,id=net0"
@@ -178,6 +198,69 @@ func Args(d *Descriptor, o Options, kvm bool) ([]string, error) {
 	a = append(a, d.ExtraArgs...)
 	a = append(a, o.ExtraArgs...)
 	return a, nil
+}
+
+// Guest-loader layout on Arm "virt": RAM starts at 0x40000000 and QEMU
+// puts its device tree at RAM base + 128 MiB (0x48000000) when booting
+// -kernel without -initrd. QEMU does not check guest-loader images against
+// it: an overlap makes Xen panic ("Xen BUG at common/page_alloc.c"). So the
+// dom0 kernel goes below the device tree and the initramfs above it.
+const (
+	GuestLoaderRAMBase    = 0x40000000
+	GuestLoaderDTBAddr    = GuestLoaderRAMBase + 128<<20
+	GuestLoaderDTBSize    = 2 << 20
+	GuestLoaderKernelAddr = 0x42000000
+	GuestLoaderInitrdAddr = 0x50000000
+)
+
+// optEscape doubles commas, QEMU's escape inside an option value.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// guestLoaderArgs returns Xen as -kernel with its command line and the
+// dom0 kernel (with its bootargs) and initrd as guest-loader devices,
+// after checking that neither overlaps the device tree or leaves RAM.
+func guestLoaderArgs(d *Descriptor, memMB int) ([]string, error) {
+	kernel, initrd := d.Path(d.Kernel), d.Path(d.Initrd)
+	size := func(p string) (uint64, error) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return 0, fmt.Errorf("guest-loader: %w", err)
+		}
+		return uint64(st.Size()), nil
+	}
+	ks, err := size(kernel)
+	if err != nil {
+		return nil, err
+	}
+	if GuestLoaderKernelAddr+ks > GuestLoaderDTBAddr {
+		return nil, fmt.Errorf("guest-loader: dom0 kernel %s (%d MB) loaded at %#x would overlap QEMU's device tree at %#x (at most %d MB)",
+			d.Kernel, ks>>20, GuestLoaderKernelAddr, GuestLoaderDTBAddr, (GuestLoaderDTBAddr-GuestLoaderKernelAddr)>>20)
+	}
+	a := []string{"-kernel", d.Path(d.Hypervisor), "-append", d.XenCmdline,
+		"-device", "guest-loader,addr=" + fmt.Sprintf("%#x", GuestLoaderKernelAddr) + ",kernel=" + optEscape(kernel) + ",bootargs=" + optEscape(d.Dom0Cmdline)}
+	if d.Initrd != "" {
+		is, err := size(initrd)
+		if err != nil {
+			return nil, err
+		}
+		end := uint64(GuestLoaderRAMBase) + uint64(memMB)<<20
+		if GuestLoaderInitrdAddr+is > end {
+			return nil, fmt.Errorf("guest-loader: initrd %s (%d MB) at %#x does not fit in %d MB of RAM (memory_mb / -m)", d.Initrd, is>>20, GuestLoaderInitrdAddr, memMB)
+		}
+		a = append(a, "-device", "guest-loader,addr="+fmt.Sprintf("%#x", GuestLoaderInitrdAddr)+",initrd="+optEscape(initrd))
+	}
+	return a, nil
+}
+
+// fatalMarkers are console lines after which the machine is dead: Xen's
+// panic (Xen may reboot after it, and QEMU with -no-reboot then exits 0),
+// and, before the login, a dom0 kernel panic.
+var fatalMarkers = []struct {
+	sub      string
+	bootOnly bool
+}{
+	{"(XEN) Panic on CPU", false},
+	{"Kernel panic - not syncing", true},
 }
 
 // Phase is one boot phase reached at At (host time since QEMU start).
@@ -213,6 +296,10 @@ type VM struct {
 	exitErr error
 	seq     int
 	runMu   sync.Mutex
+	// fatal is the first fatal console line (see fatalMarkers); booted is
+	// set once the login completed.
+	fatal  string
+	booted bool
 }
 
 // Accel returns "kvm" or "tcg".
@@ -231,7 +318,7 @@ func (vm *VM) Scale() int { return vm.scale }
 func Boot(ctx context.Context, d *Descriptor, o Options) (*VM, error) {
 	kvm := false
 	if !o.NoKVM {
-		kvm, _ = KVMUsable()
+		kvm, _ = KVMUsableFor(d.Arch)
 	}
 	args, err := Args(d, o, kvm)
 	if err != nil {
@@ -334,6 +421,13 @@ func (vm *VM) lineLocked(now time.Duration, line string) {
 }
 
 func (vm *VM) phaseLocked(now time.Duration, line string) {
+	if vm.fatal == "" {
+		for _, f := range fatalMarkers {
+			if strings.Contains(line, f.sub) && (!f.bootOnly || !vm.booted) {
+				vm.fatal = line
+			}
+		}
+	}
 	for name, sub := range vm.markers {
 		if !vm.seen[name] && sub != "" && strings.Contains(line, sub) {
 			vm.seen[name] = true
@@ -391,8 +485,11 @@ func (vm *VM) waitFor(ctx context.Context, from int, match func([]byte) int) (in
 				return from + i, nil
 			}
 		}
+		if vm.fatal != "" {
+			return 0, fmt.Errorf("the machine died: %q on the console", vm.fatal)
+		}
 		if vm.exited {
-			return 0, fmt.Errorf("qemu exited: %v", vm.exitErr)
+			return 0, fmt.Errorf("qemu exited (status %v) without the awaited console output", vm.exitErr)
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -518,6 +615,9 @@ func (vm *VM) login(ctx context.Context, user string) error {
 	if r.Status != 0 {
 		return fmt.Errorf("shell setup exited %d: %s", r.Status, r.Output)
 	}
+	vm.mu.Lock()
+	vm.booted = true
+	vm.mu.Unlock()
 	return nil
 }
 

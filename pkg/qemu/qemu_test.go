@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,12 +57,6 @@ func TestArgs(t *testing.T) {
 			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
 			"-initrd", "/img/vmlinuz console=hvc0 root=/dev/vda rw,/img/initrd.gz",
 			"-drive", "file=/img/root.ext4,format=raw,if=virtio"}},
-		{"guest-loader", func(d *Descriptor) { d.BootMethod = BootGuestLoader; d.RootDisk = "" }, Options{}, false, []string{
-			"-accel", "tcg", "-cpu", "qemu64,+npt,+rdrand", "-m", "4096", "-smp", "2",
-			"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-			"-kernel", "/img/xen", "-append", "console=com1 dom0_mem=512M",
-			"-device", "guest-loader,addr=0x49000000,kernel=/img/vmlinuz,bootargs=console=hvc0 root=/dev/vda rw",
-			"-device", "guest-loader,addr=0x50000000,initrd=/img/initrd.gz"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,6 +72,80 @@ func TestArgs(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestArgsGuestLoader checks the Arm boot: dom0 kernel below QEMU's device
+// tree, initrd above it, commas doubled in bootargs and file names, disks
+// as virtio-mmio devices; and the refusals of a kernel that would overlap
+// the device tree and an initrd that does not fit in RAM.
+func TestArgsGuestLoader(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"xen", "vm,linuz", "initrd.gz", "root.ext4"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	desc := func() *Descriptor {
+		d := testDesc()
+		d.Dir, d.Arch, d.QEMUBinary, d.QEMUMachine, d.CPUTCG = dir, "aarch64", "qemu-system-aarch64", "virt,gic-version=3,virtualization=on", "cortex-a57"
+		d.BootMethod, d.Kernel, d.XenCmdline = BootGuestLoader, "vm,linuz", "console=dtuart bootscrub=0"
+		d.Dom0Cmdline, d.DiskDevice, d.NetDevice = "console=hvc0 root=/dev/vda rw tests=A,B", "virtio-blk-device", "virtio-net-device"
+		return d
+	}
+	got, err := Args(desc(), Options{DataDisks: []string{"/tmp/d.img"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"-machine", "virt,gic-version=3,virtualization=on", "-accel", "tcg", "-cpu", "cortex-a57", "-m", "4096", "-smp", "2",
+		"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-kernel", dir + "/xen", "-append", "console=dtuart bootscrub=0",
+		"-device", "guest-loader,addr=0x42000000,kernel=" + dir + "/vm,,linuz,bootargs=console=hvc0 root=/dev/vda rw tests=A,,B",
+		"-device", "guest-loader,addr=0x50000000,initrd=" + dir + "/initrd.gz",
+		"-drive", "file=" + dir + "/root.ext4,format=raw,if=none,id=disk0", "-device", "virtio-blk-device,drive=disk0",
+		"-drive", "file=/tmp/d.img,format=raw,if=none,id=disk1", "-device", "virtio-blk-device,drive=disk1",
+		"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, GuestLoaderDTBAddr-GuestLoaderKernelAddr+1); err != nil {
+		t.Fatal(err)
+	}
+	d := desc()
+	d.Kernel = "big"
+	if _, err := Args(d, Options{}, false); err == nil || !strings.Contains(err.Error(), "overlap QEMU's device tree") {
+		t.Errorf("kernel over the device tree: err = %v", err)
+	}
+	d = desc()
+	d.Initrd = "big"
+	if _, err := Args(d, Options{MemoryMB: 300}, false); err == nil || !strings.Contains(err.Error(), "does not fit in 300 MB") {
+		t.Errorf("initrd beyond RAM: err = %v", err)
+	}
+}
+
+// TestFatalConsole: a Xen panic on the console fails the wait at once
+// (QEMU may well exit 0 afterwards), a dom0 kernel panic only before login.
+func TestFatalConsole(t *testing.T) {
+	vm := &VM{seen: map[string]bool{}, markers: DefaultMarkers()}
+	vm.cond = sync.NewCond(&vm.mu)
+	vm.mu.Lock()
+	vm.booted = true
+	vm.lineLocked(0, "Kernel panic - not syncing: from a guest log")
+	vm.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := vm.waitFor(ctx, 0, contains("login:")); err == nil || strings.Contains(err.Error(), "died") {
+		t.Fatalf("after login a kernel panic line must not be fatal: %v", err)
+	}
+	vm.mu.Lock()
+	vm.lineLocked(0, "(XEN) Panic on CPU 0:")
+	vm.mu.Unlock()
+	if _, err := vm.waitFor(context.Background(), 0, contains("login:")); err == nil || !strings.Contains(err.Error(), "Panic on CPU") {
+		t.Fatalf("err = %v, want the Xen panic", err)
 	}
 }
 

@@ -30,7 +30,7 @@ type BundleOptions struct {
 
 // PackBundle packs a bundle recipe into a package, like `xenbundle pack
 // --conf RECIPE`, with the reference image's conventions (guest kernel
-// type vmlinux in DeployDir). It returns the package path.
+// type GuestKernelType(machine) in DeployDir). It returns the package path.
 func PackBundle(ctx context.Context, o BundleOptions) (*bundle.PackResult, error) {
 	if o.Machine == "" {
 		o.Machine = "qemux86-64"
@@ -47,7 +47,7 @@ func PackBundle(ctx context.Context, o BundleOptions) (*bundle.PackResult, error
 	}
 	d.Set("MACHINE", o.Machine)
 	d.Set("DEPLOY_DIR_IMAGE", o.DeployDir)
-	d.Set("KERNEL_IMAGETYPE", GuestKernelType)
+	d.Set("KERNEL_IMAGETYPE", GuestKernelType(o.Machine))
 	d.Set("UNPACKDIR", o.UnpackDir)
 	specs, env, err := specsFrom(d, o.Machine, o.DeployDir, guest.ListBundles)
 	if err != nil {

@@ -35,10 +35,14 @@ func earlyOutput(host hostimage.Options, root string) (*hostimage.Output, string
 		return nil, "", err
 	}
 	out := &hostimage.Output{Dir: dir, KernelVersion: kv,
-		Vmlinux:   filepath.Join(dir, "vmlinux-"+kv),
 		Kernel:    filepath.Join(dir, m.KernelImage+"-"+kv),
 		Initramfs: filepath.Join(dir, "initramfs-"+m.Name+".cpio.gz")}
-	for _, p := range []string{out.Vmlinux, out.Initramfs} {
+	out.GuestKernel = out.Kernel
+	if m.ExtractVmlinux {
+		out.Vmlinux = filepath.Join(dir, "vmlinux-"+kv)
+		out.GuestKernel = out.Vmlinux
+	}
+	for _, p := range []string{out.GuestKernel, out.Initramfs} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, "", fmt.Errorf("hostimage output expected before the rootfs step: %w", err)
 		}

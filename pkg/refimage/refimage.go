@@ -88,10 +88,16 @@ type Result struct {
 	Warnings []string
 }
 
-// Deploy-dir names (KERNEL_IMAGETYPE for guests is vmlinux).
-const (
-	GuestKernelType = "vmlinux"
-)
+// GuestKernelType is the deploy-dir name of the kernel the guests of
+// machine boot (the KERNEL_IMAGETYPE the guest lookups use): the machine's
+// GuestKernelType, vmlinux on qemux86-64 and Image on qemuarm64; vmlinux
+// for a machine this package does not know.
+func GuestKernelType(machine string) string {
+	if m, err := hostimage.LookupMachine(machine); err == nil && m.GuestKernelType != "" {
+		return m.GuestKernelType
+	}
+	return "vmlinux"
+}
 
 // GuestInitramfsName is the guest initramfs name in the deploy dir.
 func GuestInitramfsName(machine string) string {
@@ -105,15 +111,23 @@ func DeployDir(out *hostimage.Output, machine, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	m, err := hostimage.LookupMachine(machine)
+	if err != nil {
+		return err
+	}
 	g := hostimage.GuestImageName + "-" + machine
 	links := map[string]string{
 		g + ".ext4":                 out.GuestExt4,
 		g + ".tar.bz2":              out.GuestTarBz2,
 		g + ".qcow2":                out.GuestQcow2,
-		GuestKernelType:             out.Vmlinux,
-		"bzImage":                   out.Kernel,
+		m.KernelImageType:           out.Kernel,
 		GuestInitramfsName(machine): out.Initramfs,
 		"xen-" + machine:            out.Hypervisor,
+	}
+	// Where the guest kernel is the Dom0's (arm64 Image), both names are
+	// one link.
+	if gk := out.GuestKernel; gk != "" {
+		links[m.GuestKernelType] = gk
 	}
 	for name, target := range links {
 		if target == "" {
@@ -264,7 +278,7 @@ func loadGuests(opts Options, machine, deploy string) ([]*guest.Spec, plan.Env, 
 func specsFrom(d *bbconf.Data, machine, deploy, list string) ([]*guest.Spec, plan.Env, error) {
 	d.Set("MACHINE", machine)
 	d.Set("DEPLOY_DIR_IMAGE", deploy)
-	d.Set("KERNEL_IMAGETYPE", GuestKernelType)
+	d.Set("KERNEL_IMAGETYPE", GuestKernelType(machine))
 	if v, ok, _ := d.Get("UNPACKDIR"); !ok || strings.TrimSpace(v) == "" {
 		d.Set("UNPACKDIR", deploy)
 	}
@@ -277,7 +291,7 @@ func specsFrom(d *bbconf.Data, machine, deploy, list string) ([]*guest.Spec, pla
 	if err != nil {
 		return nil, plan.Env{}, err
 	}
-	env := plan.Env{DeployDir: deploy, UnpackDir: get("UNPACKDIR"), Machine: machine, KernelImageType: GuestKernelType,
+	env := plan.Env{DeployDir: deploy, UnpackDir: get("UNPACKDIR"), Machine: machine, KernelImageType: GuestKernelType(machine),
 		ImageFstype: "ext4", DefaultImageSizeMB: size}
 	return specs, env, nil
 }

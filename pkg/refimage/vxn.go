@@ -18,7 +18,7 @@ import (
 // VxnOptions put vxn into the Dom0 root filesystem: /usr/bin/vxn (a
 // static build of cmd/vxn) with its front-end links /usr/bin/vdkr and
 // /usr/bin/vpdmn, the guest assets under
-// /usr/share/vxn/<arch>/ (the image's vmlinux, its bzImage and an initramfs with
+// /usr/share/vxn/<arch>/ (the image's guest kernel: vmlinux and bzImage, or Image on arm64; an initramfs with
 // vxn-init and the Xen guest modules of the image's kernel) and Files.
 type VxnOptions struct {
 	// ModuleDir is a directory of the vxn Go module (go build runs there).
@@ -92,14 +92,19 @@ func installVxn(ctx context.Context, o VxnOptions, host hostimage.Options, out *
 	if _, err := initramfs.WriteFile(filepath.Join(assets, "initramfs.cpio.gz"), initramfs.Options{Init: initBin, ModDir: modDir, Modules: mods}); err != nil {
 		return err
 	}
-	if err := copyTree(out.Vmlinux, filepath.Join(assets, "vmlinux")); err != nil {
+	// The guest kernel under the machine's name for it (vmlinux, or
+	// Image on arm64, where the package's kernel is already uncompressed).
+	if err := copyTree(out.GuestKernel, filepath.Join(assets, m.GuestKernelType)); err != nil {
 		return err
 	}
-	// The compressed kernel too (vxn run --kernel .../bzImage): the same
-	// guest, 8 MB instead of 66 MB on disk, about 4 s slower to create
-	// under TCG (see pkg/hostimage/vmlinux.go).
-	if err := copyTree(out.Kernel, filepath.Join(assets, "bzImage")); err != nil {
-		return err
+	// Where the guest kernel was extracted, the compressed kernel too (vxn
+	// run --kernel .../bzImage): the same guest, 8 MB instead of 66 MB on
+	// disk, about 4 s slower to create under TCG (see
+	// pkg/hostimage/vmlinux.go).
+	if out.GuestKernel != out.Kernel {
+		if err := copyTree(out.Kernel, filepath.Join(assets, m.KernelImageType)); err != nil {
+			return err
+		}
 	}
 	if err := installOfflineImage(ctx, root, host.Machine); err != nil {
 		return err

@@ -154,6 +154,16 @@ func AssetArch() string {
 	return runtime.GOARCH
 }
 
+// guestTypes is the default guest type per asset architecture: PV on
+// x86 (no nested paging needed, the fastest start under TCG), and PVH on
+// Arm, whose Xen has no other guest type (type "pv" is converted with a
+// warning, "hvm" refused).
+var guestTypes = map[string]string{"x86_64": "pv", "aarch64": "pvh"}
+
+// DefaultGuestType is the guest type used when the configuration sets
+// none, for the running architecture ("" lets xl choose).
+func DefaultGuestType() string { return guestTypes[AssetArch()] }
+
 // FindAssets returns the guest kernel and initramfs: the given paths, else
 // the first of vmlinux, bzImage, Image and initramfs.cpio.gz in
 // root/<arch>/. The error lists what was searched and ends with hint, in
@@ -211,6 +221,9 @@ type Guest struct {
 // tells the user where to set the kernel when none is found.
 func (c *Config) Guest(assetRoot string, r GuestRequest, hint string) (Guest, error) {
 	g := Guest{MemoryMB: r.MemoryMB, VCPUs: r.VCPUs, ScratchMB: r.ScratchMB, Type: c.Type}
+	if g.Type == "" {
+		g.Type = DefaultGuestType()
+	}
 	switch r.Network {
 	case "none", "":
 	case "bridge":

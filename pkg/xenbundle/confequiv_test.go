@@ -27,7 +27,7 @@ XEN_GUEST_VIF_DEFAULT = ""
 XEN_GUEST_ROOTFS[g2] = "other-${MACHINE}.ext4"
 `), 0o644)
 	deploy := filepath.Join(dir, "deploy")
-	in := Inputs{Confs: []string{conf}, DeployDir: deploy, Machine: "qemux86-64", Image: "xen-image-minimal", KernelType: refimage.GuestKernelType}
+	in := Inputs{Confs: []string{conf}, DeployDir: deploy, Machine: "qemux86-64", Image: "xen-image-minimal", KernelType: refimage.GuestKernelType("qemux86-64")}
 	a, _, err := in.load()
 	if err != nil {
 		t.Fatal(err)

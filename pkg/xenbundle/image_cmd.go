@@ -45,7 +45,8 @@ filesystem, a deploy/ directory laid out like Yocto's DEPLOY_DIR_IMAGE, and
 the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
 		Example: `  xenbundle build-image
   xenbundle build-image --conf my-guests.conf --out out/images/qemux86-64
-  xenbundle build-image --engines --out out/images/engines`,
+  xenbundle build-image --engines --out out/images/engines
+  xenbundle build-image --machine qemuarm64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if outDir == "" {
@@ -93,7 +94,7 @@ the machine descriptor qemuboot.json that "xenbundle boot" reads.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&machine, "machine", "qemux86-64", "machine (qemux86-64; qemuarm64 is described but untested)")
+	f.StringVar(&machine, "machine", "qemux86-64", "machine: qemux86-64 or qemuarm64 (arm64 needs `dpkg --add-architecture arm64` and qemu-system-arm: scripts/deps.sh --arch arm64)")
 	f.StringVar(&outDir, "out", "", "output directory (default out/images/<machine>)")
 	f.StringVar(&cacheDir, "cache-dir", "", "package cache (default the repository's .cache/)")
 	f.StringArrayVar(&opts.Confs, "conf", nil, "bitbake-style configuration of the guests to bundle (default: the reference guest, autostart)")
@@ -109,6 +110,7 @@ func bootCommand() *cobra.Command {
 	var o qemu.Options
 	var runs []string
 	var interactive, allowAutoFail bool
+	var machine string
 	cmd := &cobra.Command{
 		Use:   "boot [IMAGE_DIR|qemuboot.json] [--run CMD]...",
 		Short: "Boot a built host image under QEMU (runqemu for Xen)",
@@ -126,11 +128,15 @@ autostart guest came up (--allow-autostart-failure drops the latter). Without
 --run (or with --interactive) the serial console is on stdio: log in as root,
 "poweroff" to leave (Ctrl-A X kills QEMU).`,
 		Example: `  xenbundle boot --run "xl list" --run "xl info | grep free_memory"
-  xenbundle boot out/images/qemux86-64 --interactive -m 4096`,
+  xenbundle boot out/images/qemux86-64 --interactive -m 4096
+  xenbundle boot --machine qemuarm64 --run "xl list" --run "uname -a"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := defaultImageDir("qemux86-64")
+			dir := defaultImageDir(machine)
 			if len(args) == 1 {
+				if cmd.Flags().Changed("machine") {
+					return errors.New("give either an image directory or --machine, not both")
+				}
 				dir = args[0]
 			}
 			d, err := refimage.LoadDescriptor(dir)
@@ -140,7 +146,7 @@ autostart guest came up (--allow-autostart-failure drops the latter). Without
 			if interactive || len(runs) == 0 {
 				kvm := false
 				if !o.NoKVM {
-					kvm, _ = qemu.KVMUsable()
+					kvm, _ = qemu.KVMUsableFor(d.Arch)
 				}
 				qargs, err := qemu.Args(d, o, kvm)
 				if err != nil {
@@ -154,6 +160,7 @@ autostart guest came up (--allow-autostart-failure drops the latter). Without
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&machine, "machine", "qemux86-64", "boot out/images/<machine> (qemux86-64 or qemuarm64) when no image directory is given")
 	f.IntVarP(&o.MemoryMB, "memory", "m", 0, "QEMU memory in MB (default the descriptor's, 4096)")
 	f.IntVar(&o.SMP, "smp", 0, "QEMU CPUs (default the descriptor's)")
 	f.BoolVar(&o.NoKVM, "no-kvm", false, "force TCG")
