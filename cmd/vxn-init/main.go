@@ -296,6 +296,7 @@ func (g *guest) runMain(root string, spec *guestproto.Spec, inR *os.File, starte
 func (g *guest) readConsole(con io.Reader) {
 	rd := guestproto.NewReader(con)
 	gotSpec := false
+	var specs guestproto.SpecReader // a large spec comes in parts
 	for {
 		f, err := rd.Next()
 		if err != nil {
@@ -308,11 +309,14 @@ func (g *guest) readConsole(con io.Reader) {
 			return
 		}
 		switch f.Type {
-		case guestproto.TypeSpec:
+		case guestproto.TypeSpecPart, guestproto.TypeSpec:
 			if gotSpec {
 				continue
 			}
-			s, err := guestproto.ParseSpec(f.Payload)
+			s, err := specs.Frame(f)
+			if s == nil && err == nil {
+				continue // a part
+			}
 			if err != nil {
 				g.w.WriteFrame(guestproto.TypeFatal, []byte(err.Error()))
 				continue
@@ -357,15 +361,21 @@ func (g *guest) readSpecFile(p string) {
 		return
 	}
 	defer f.Close()
-	rd := guestproto.NewReader(io.LimitReader(f, 1<<20))
+	// Room for the largest spec in parts (base64 and frame headers).
+	rd := guestproto.NewReader(io.LimitReader(f, int64(guestproto.MaxSpec/3*4+(guestproto.MaxSpec/guestproto.MaxPayload+2)*guestproto.MaxLine)))
+	var specs guestproto.SpecReader
 	for {
 		fr, err := rd.Next()
 		if err != nil {
 			g.w.WriteFrame(guestproto.TypeFatal, []byte(fmt.Sprintf("%s: no job spec frame", p)))
 			return
 		}
+		if fr.Type == guestproto.TypeSpecPart {
+			specs.Frame(fr)
+			continue
+		}
 		if fr.Type == guestproto.TypeSpec {
-			s, err := guestproto.ParseSpec(fr.Payload)
+			s, err := specs.Frame(fr)
 			if err != nil {
 				g.w.WriteFrame(guestproto.TypeFatal, []byte(fmt.Sprintf("%s: %v", p, err)))
 				return

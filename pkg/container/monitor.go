@@ -257,7 +257,9 @@ func (m *monitor) run(ctx context.Context) (err error) {
 		sd.save()
 		m.mu.Unlock()
 	}
-	if err := spec.Validate(); err != nil {
+	// Everything that could keep the job from reaching the guest fails
+	// here, before the domain exists (OCI create, not start).
+	if _, err := spec.Marshal(); err != nil {
 		return err
 	}
 	m.spec = spec

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxn-dev/vxn/pkg/guestproto"
 	"github.com/vxn-dev/vxn/pkg/termios"
 	"github.com/vxn-dev/vxn/pkg/toolstack"
 )
@@ -42,6 +43,11 @@ func notInMonitor() error {
 // Descriptors of a monitor process: its options come on fd 3 (a pipe, read
 // to EOF), it reports readiness on fd 4 (one JSON spawnReply, then close),
 // and a container monitor inherits the state directory's lock on fd 5.
+// maxMonitorOptions bounds the options a monitor reads from its pipe: room
+// for a job spec of guestproto.MaxSpec (environment and arguments) twice
+// over (the state records them too) and the rest. Spawn refuses more.
+const maxMonitorOptions = 3 * guestproto.MaxSpec
+
 const (
 	fdOptions = 3
 	fdReady   = 4
@@ -140,6 +146,9 @@ func startMonitor(ctx context.Context, cfg monitorConfig, stdio [3]*os.File, loc
 	if err != nil {
 		return 0, err
 	}
+	if len(b) > maxMonitorOptions {
+		return 0, fmt.Errorf("container options are %d bytes encoded (environment, arguments), more than the limit of %d bytes", len(b), maxMonitorOptions)
+	}
 	optR, optW, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -235,8 +244,11 @@ func MonitorMain() int {
 	}
 	var cfg monitorConfig
 	optF := os.NewFile(fdOptions, "options")
-	b, err := io.ReadAll(io.LimitReader(optF, 16<<20))
+	b, err := io.ReadAll(io.LimitReader(optF, maxMonitorOptions+1))
 	optF.Close()
+	if err == nil && len(b) > maxMonitorOptions {
+		err = fmt.Errorf("more than %d bytes", maxMonitorOptions)
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}

@@ -47,7 +47,9 @@
 // from the init, Fatal when the init itself fails, and finally Exit with the
 // decimal exit status (0–255; death by signal n is 128+n).
 //
-// Dom0 → guest: Spec (the JSON job spec, sent after Ready), Stdin data,
+// Dom0 → guest: Spec (the JSON job spec, sent after Ready; one larger
+// than MaxPayload, up to MaxSpec, comes as SpecPart frames followed by a
+// Spec frame with their count, length and CRC-32, see SpecReader), Stdin data,
 // StdinClose (EOF), Signal (a decimal signal number to forward).
 //
 // The job spec travels over the console instead of the kernel command line

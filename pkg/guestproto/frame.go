@@ -32,6 +32,7 @@ const (
 	TypeStdinClose Type = 'C' // stdin EOF
 	TypeSignal     Type = 'K' // signal number to forward, decimal
 	TypeWindow     Type = 'W' // terminal size "rows cols [session]"
+	TypeSpecPart   Type = 'J' // a piece of a job spec too large for one frame (see SendSpec)
 )
 
 // String returns the type's name.
@@ -61,6 +62,8 @@ func (t Type) String() string {
 		return "signal"
 	case TypeWindow:
 		return "window"
+	case TypeSpecPart:
+		return "spec-part"
 	case TypeExec:
 		return "exec"
 	case TypeExecData:
@@ -84,7 +87,8 @@ const (
 	// ChunkSize is the largest payload of one data frame written by
 	// Writer.Stream; bigger writes are split.
 	ChunkSize = 3 << 10
-	// MaxPayload is the largest payload of any frame (the job spec must fit).
+	// MaxPayload is the largest payload of any frame. A larger job spec is
+	// sent in several frames (see Writer.SendSpec), up to MaxSpec.
 	MaxPayload = 64 << 10
 	// MaxLine is the longest line the Reader considers; longer lines are
 	// garbage and are skipped without being buffered.

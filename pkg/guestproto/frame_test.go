@@ -340,7 +340,7 @@ func TestSpec(t *testing.T) {
 			t.Errorf("%s: err %v, want %q", tc.in, err, tc.want)
 		}
 	}
-	big := &Spec{Args: []string{"x"}, Env: []string{"A=" + strings.Repeat("v", MaxPayload)}}
+	big := &Spec{Args: []string{"x"}, Env: []string{"A=" + strings.Repeat("v", MaxSpec)}}
 	if _, err := big.Marshal(); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("big spec: %v", err)
 	}

@@ -1,11 +1,19 @@
 package guestproto
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"net/netip"
 	"strings"
 )
+
+// MaxSpec is the largest encoded job spec: environment and arguments of
+// several megabytes work, as with runc (whose limit is the kernel's,
+// about a quarter of the stack limit, 2 MiB by default, per execve).
+const MaxSpec = 32 << 20
 
 // Spec is the job vxn-init runs: everything Dom0 decided about the
 // container. It is sent as one TypeSpec frame after the guest's Ready.
@@ -113,12 +121,19 @@ func containsByte(s string, b byte) bool {
 	return false
 }
 
-// Marshal encodes the spec for a TypeSpec frame.
+// Marshal encodes the spec for SendSpec: JSON of at most MaxSpec bytes.
 func (s *Spec) Marshal() ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return marshalPayload("job spec", s)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSpec {
+		return nil, fmt.Errorf("job spec is %d bytes encoded (%d environment variables, %d arguments), more than the limit of %d bytes: pass large data in a file or on a volume instead of the environment or the command line", len(b), len(s.Env), len(s.Args), MaxSpec)
+	}
+	return b, nil
 }
 
 // marshalPayload encodes v as JSON for one control frame, refusing what
@@ -146,13 +161,93 @@ func ParseSpec(b []byte) (*Spec, error) {
 	return &s, nil
 }
 
-// SendSpec validates and sends the spec as one frame.
+// SendSpec validates and sends the spec: one TypeSpec frame when its JSON
+// fits in MaxPayload; otherwise the JSON in TypeSpecPart frames of
+// MaxPayload bytes, then a TypeSpec frame holding a SpecParts summary
+// (count, length, CRC-32) that lets the receiver check it got them all.
+// Use a SpecReader to receive.
 func (w *Writer) SendSpec(s *Spec) error {
 	b, err := s.Marshal()
 	if err != nil {
 		return err
 	}
-	return w.WriteFrame(TypeSpec, b)
+	if len(b) <= MaxPayload {
+		return w.WriteFrame(TypeSpec, b)
+	}
+	sum := SpecParts{Bytes: len(b), CRC32: crc32.ChecksumIEEE(b)}
+	for p := b; len(p) > 0; {
+		n := min(len(p), MaxPayload)
+		if err := w.WriteFrame(TypeSpecPart, p[:n]); err != nil {
+			return err
+		}
+		sum.Parts++
+		p = p[n:]
+	}
+	j, err := json.Marshal(struct {
+		Parts SpecParts `json:"spec_parts"`
+	}{sum})
+	if err != nil {
+		return err
+	}
+	return w.WriteFrame(TypeSpec, j)
+}
+
+// SpecParts ends a job spec sent in TypeSpecPart frames: the TypeSpec
+// frame's payload is {"spec_parts": {...}}.
+type SpecParts struct {
+	Parts int    `json:"parts"`
+	Bytes int    `json:"bytes"`
+	CRC32 uint32 `json:"crc32"`
+}
+
+// SpecReader reassembles a job spec from the frames SendSpec writes. Its
+// memory is bounded by MaxSpec.
+type SpecReader struct {
+	buf   []byte
+	parts int
+	over  bool
+}
+
+// Frame takes a TypeSpecPart or TypeSpec frame (others are ignored). On a
+// TypeSpec frame it returns the spec, or an error saying what is wrong
+// (parts missing, too large, invalid), and starts over.
+func (r *SpecReader) Frame(f Frame) (*Spec, error) {
+	switch f.Type {
+	case TypeSpecPart:
+		if len(r.buf)+len(f.Payload) > MaxSpec {
+			r.over = true
+			return nil, nil
+		}
+		r.buf = append(r.buf, f.Payload...)
+		r.parts++
+		return nil, nil
+	case TypeSpec:
+	default:
+		return nil, nil
+	}
+	buf, parts, over := r.buf, r.parts, r.over
+	*r = SpecReader{}
+	if !bytes.Contains(f.Payload[:min(len(f.Payload), 32)], []byte(`"spec_parts"`)) {
+		if parts > 0 {
+			return nil, fmt.Errorf("job spec: %d spec part frames (%d bytes) came before a complete spec", parts, len(buf))
+		}
+		return ParseSpec(f.Payload)
+	}
+	var sum struct {
+		Parts *SpecParts `json:"spec_parts"`
+	}
+	if err := json.Unmarshal(f.Payload, &sum); err != nil || sum.Parts == nil {
+		return nil, fmt.Errorf("job spec: bad spec_parts summary: %v", err)
+	}
+	switch {
+	case over || sum.Parts.Bytes > MaxSpec:
+		return nil, fmt.Errorf("job spec: %d bytes, more than the limit of %d", max(sum.Parts.Bytes, len(buf)), MaxSpec)
+	case parts != sum.Parts.Parts || len(buf) != sum.Parts.Bytes:
+		return nil, fmt.Errorf("job spec: received %d parts (%d bytes) of %d (%d bytes): frames were lost on the console", parts, len(buf), sum.Parts.Parts, sum.Parts.Bytes)
+	case crc32.ChecksumIEEE(buf) != sum.Parts.CRC32:
+		return nil, errors.New("job spec: the parts' checksum does not match: the console corrupted them")
+	}
+	return ParseSpec(buf)
 }
 
 // ReadyInfo is the payload of TypeReady.

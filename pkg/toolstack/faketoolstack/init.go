@@ -177,14 +177,17 @@ func (fi *fakeInit) readConsole(specc chan<- *guestproto.Spec, sigc chan<- int, 
 	w := fi.w
 	r := guestproto.NewReader(fi.g.Console)
 	defer stdin.Close()
+	var specs guestproto.SpecReader // a large spec comes in parts
 	for {
 		f, err := r.Next()
 		if err != nil {
 			return
 		}
 		switch f.Type {
+		case guestproto.TypeSpecPart:
+			specs.Frame(f)
 		case guestproto.TypeSpec:
-			s, err := guestproto.ParseSpec(f.Payload)
+			s, err := specs.Frame(f)
 			if err != nil {
 				w.WriteFrame(guestproto.TypeFatal, []byte("bad spec: "+err.Error()))
 				s = nil
