@@ -31,26 +31,34 @@ const (
 	// bundleMarker is echoed by the guest's shell through $ENV (the
 	// kernel passes ENV= from the command line to init).
 	bundleMarker = "alpine-bundle: shell up"
-	minirootfs   = "alpine-minirootfs-3.23.3-x86_64.tar.gz"
+	// minirootfsVersion names the tarball alpine-minirootfs-VERSION-ARCH.tar.gz.
+	minirootfsVersion = "3.23.3"
 )
 
+// minirootfs is the tarball's name for the machine's architecture.
+func minirootfs() string {
+	return "alpine-minirootfs-" + minirootfsVersion + "-" + s.machine.QEMUArch + ".tar.gz"
+}
+
 // bundleRecipe is examples/bundles/alpine-xen-guest-bundle_3.23.bb for
-// x86-64 with the test's tarball, a smaller image and memory to save time,
+// the machine with the test's tarball, a smaller image and memory to save time,
 // and the reference guest initramfs as ramdisk (the Debian kernel needs
 // its xen-blkfront and ext4 modules).
-const bundleRecipe = `
+func bundleRecipe() string {
+	return `
 SUMMARY = "Alpine Linux minirootfs Xen guest bundle (test)"
 LICENSE = "MIT"
 inherit xen-guest-bundle
 XEN_GUEST_BUNDLES = "alpine:autostart:external"
 XEN_GUEST_SOURCE_TYPE[alpine] = "rootfs_tar"
-XEN_GUEST_SOURCE_FILE[alpine] = "` + minirootfs + `"
+XEN_GUEST_SOURCE_FILE[alpine] = "` + minirootfs() + `"
 XEN_GUEST_IMAGE_SIZE[alpine] = "32"
 XEN_GUEST_MEMORY[alpine] = "128"
 XEN_GUEST_EXTRA[alpine] = "root=/dev/xvda ro console=hvc0 init=/bin/sh ENV=/etc/e2e-marker.sh"
 XEN_GUEST_RAMDISK[alpine] = "xen-guest-initramfs-${MACHINE}.cpio.gz"
 XEN_GUEST_VIF[alpine] = ""
 `
+}
 
 // writeMinirootfs writes an Alpine-minirootfs-like tarball: busybox with
 // its applet links, no init system (/sbin/init dangles, as in Alpine).
@@ -109,7 +117,7 @@ func writeMinirootfs(busybox, dst string) error {
 		"var/.keep":            "",
 		"sbin/.keep":           "",
 		"etc/apk/.keep":        "",
-		"etc/apk/arch":         "x86_64\n",
+		"etc/apk/arch":         s.machine.QEMUArch + "\n",
 		"etc/apk/repositories": "https://dl-cdn.alpinelinux.org/alpine/v3.23/main\n",
 	}
 	if err := add(&tar.Header{Name: "etc/apk/", Typeflag: tar.TypeDir}, nil); err != nil {
@@ -143,11 +151,11 @@ func bundlePackages(ctx context.Context, deployDir, rootDir string) ([]string, e
 	if err := os.MkdirAll(unpack, 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeMinirootfs(filepath.Join(rootDir, "usr/bin/busybox"), filepath.Join(unpack, minirootfs)); err != nil {
+	if err := writeMinirootfs(filepath.Join(rootDir, "usr/bin/busybox"), filepath.Join(unpack, minirootfs())); err != nil {
 		return nil, fmt.Errorf("minirootfs: %w", err)
 	}
 	t0 := time.Now()
-	res, err := refimage.PackBundle(ctx, refimage.BundleOptions{Name: bundlePkg, Version: "3.23", Recipe: []byte(bundleRecipe),
+	res, err := refimage.PackBundle(ctx, refimage.BundleOptions{Name: bundlePkg, Version: "3.23", Recipe: []byte(bundleRecipe()),
 		RecipeName: bundlePkg + "_3.23.bb", Machine: *flagMachine, DeployDir: deployDir, UnpackDir: unpack,
 		Output: filepath.Join(work, "out"), CacheDir: filepath.Join(filepath.Dir(deployDir), "xenbundle-cache"),
 		Log: logf, Notice: func(m string) { logf("pack notice: %s", m) }})

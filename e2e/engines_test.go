@@ -100,11 +100,11 @@ func enginesPopulate(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	layered, err := testimage.Layered("amd64", base)
+	layered, err := testimage.Layered(s.machine.DebArch, base)
 	if err != nil {
 		return err
 	}
-	bb, err := testimage.Image("amd64", v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, base)
+	bb, err := testimage.Image(s.machine.DebArch, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, base)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func TestNetwork(t *testing.T) {
 		need(t, "xl")
 		// A PV guest without a disk (it stops in its initramfs) and one
 		// vif on xenbr0: the vif-bridge hotplug script must enslave it.
-		cfg := `name="vif-test"\ntype="pv"\nmemory=128\nvcpus=1\nkernel="/var/lib/xen/images/vmlinux"\nramdisk="/var/lib/xen/images/xen-guest-initramfs-` + *flagMachine + `.cpio.gz"\nextra="console=hvc0 root=/dev/xvda"\nvif=["bridge=xenbr0"]\non_poweroff="destroy"\n`
+		cfg := `name="vif-test"\n` + guestTypeLine() + `memory=128\nvcpus=1\nkernel="/var/lib/xen/images/` + s.machine.GuestKernelType + `"\nramdisk="/var/lib/xen/images/xen-guest-initramfs-` + *flagMachine + `.cpio.gz"\nextra="console=hvc0 root=/dev/xvda"\nvif=["bridge=xenbr0"]\non_poweroff="destroy"\n`
 		run(t, "printf '"+cfg+"' > /tmp/vif-test.cfg")
 		r := runLong(t, "xl create -q /tmp/vif-test.cfg; echo rc=$?; xl network-list vif-test; ls /sys/class/net/xenbr0/brif/", 120*time.Second)
 		defer run(t, "xl destroy vif-test 2>/dev/null")

@@ -153,7 +153,7 @@ func setup() {
 	}
 	s.machine = m
 	if _, err := exec.LookPath(m.QEMUBinary); err != nil {
-		s.bootErr = fmt.Errorf("e2e enabled but %s is missing (Debian package qemu-system-x86): %v", m.QEMUBinary, err)
+		s.bootErr = fmt.Errorf("e2e enabled but %s is missing (scripts/deps.sh --machine %s installs it): %v", m.QEMUBinary, m.Name, err)
 		return
 	}
 	// The registry must be up before the build: the PopulateRootfs hook

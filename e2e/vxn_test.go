@@ -62,7 +62,7 @@ func vxnPopulate(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	img, err := testimage.Layered("amd64", base)
+	img, err := testimage.Layered(s.machine.DebArch, base)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func vxnTimings(t *testing.T) {
 	// A bare domain with the same kernel, initramfs and command line and
 	// no disk: from xl create until vxn-init's Ready frame is in the
 	// xenconsoled log (vxn run also waits for it before sending the job).
-	cfg := `name="vxn-bare"\ntype="pv"\nmemory=128\nvcpus=1\nkernel="` + assetDir() + `/vmlinux"\nramdisk="` + assetDir() + `/initramfs.cpio.gz"\nextra="` + container.KernelCmdline + `"\non_poweroff="destroy"\non_crash="destroy"\n`
+	cfg := `name="vxn-bare"\n` + guestTypeLine() + `memory=128\nvcpus=1\nkernel="` + assetDir() + `/` + s.machine.GuestKernelType + `"\nramdisk="` + assetDir() + `/initramfs.cpio.gz"\nextra="` + container.KernelCmdline + `"\non_poweroff="destroy"\non_crash="destroy"\n`
 	run(t, "printf '"+cfg+"' > /tmp/vxn-bare.cfg")
 	log := "/var/log/xen/console/guest-vxn-bare.log"
 	for i := 0; i < n; i++ {
@@ -212,8 +212,10 @@ func vxnMinMemory(t *testing.T) {
 		return ok, built
 	}
 	floor, diag := 0, 0
-	for _, mb := range []int{84, 88, 96} {
-		ok, built := try("vmlinux", mb)
+	gk := s.machine.GuestKernelType
+	sizes := []int{84, 88, 96, 128}
+	for _, mb := range sizes {
+		ok, built := try(gk, mb)
 		if ok {
 			floor = mb
 			break
@@ -223,14 +225,14 @@ func vxnMinMemory(t *testing.T) {
 		}
 	}
 	if floor == 0 {
-		t.Errorf("echo hello failed with vmlinux and every --memory up to 96")
+		t.Errorf("echo hello failed with %s and every --memory up to %d", gk, sizes[len(sizes)-1])
 	} else {
-		t.Logf("smallest --memory with which echo hello works with vmlinux: %d MB", floor)
+		t.Logf("smallest --memory with which echo hello works with %s (%s): %d MB", gk, s.machine.Name, floor)
 	}
 	if diag != 0 && os.Getenv("VXN_E2E_MEMDIAG") == "1" {
 		vxnBootLog(t, diag)
 	}
-	if r := run(t, "test -f "+assetDir()+"/bzImage"); r.Status == 0 && floor != 0 {
+	if r := run(t, "test -f "+assetDir()+"/bzImage"); r.Status == 0 && floor != 0 && gk != "bzImage" {
 		// At the floor the margin is a few MB: on a heavily loaded host one
 		// bzImage run has failed there (a kernel trace while unpacking),
 		// so a failure is retried once and then tried one step up.
@@ -252,7 +254,7 @@ func vxnMinMemory(t *testing.T) {
 // vxnBootLog boots a bare domain of mb MB with the vxn kernel and
 // initramfs and kernel messages on, and logs the end of its console.
 func vxnBootLog(t *testing.T, mb int) {
-	cfg := fmt.Sprintf(`name="vxn-memdiag"\ntype="pv"\nmemory=%d\nvcpus=1\nkernel="%s/vmlinux"\nramdisk="%s/initramfs.cpio.gz"\nextra="console=hvc0 loglevel=7 vxn.console=hvc0"\non_poweroff="preserve"\non_crash="preserve"\n`,
+	cfg := fmt.Sprintf(`name="vxn-memdiag"\n`+guestTypeLine()+`memory=%d\nvcpus=1\nkernel="%s/`+s.machine.GuestKernelType+`"\nramdisk="%s/initramfs.cpio.gz"\nextra="console=hvc0 loglevel=7 vxn.console=hvc0"\non_poweroff="preserve"\non_crash="preserve"\n`,
 		mb, assetDir(), assetDir())
 	log := "/var/log/xen/console/guest-vxn-memdiag.log"
 	r := runLong(t, "printf '"+cfg+"' > /tmp/vxn-memdiag.cfg; rm -f "+log+"; xl create -q /tmp/vxn-memdiag.cfg; i=0; while ! grep -q -e '#vxn:R' -e 'Kernel panic' -e 'Out of memory' "+log+" 2>/dev/null && [ $i -lt 450 ]; do sleep 0.2; i=$((i+1)); done; sleep 2; xl list vxn-memdiag; xl destroy vxn-memdiag; grep -a -e Memory: -e 'Freeing' -e panic -e 'Out of memory' -e 'oom' -e '#vxn:R' -e initramfs "+log+" | cut -c1-200 | tail -40; echo ---; tail -c 2500 "+log, 200*time.Second)
@@ -284,7 +286,7 @@ func median(v []float64) float64 {
 func TestTier3Image(t *testing.T) {
 	vm(t)
 	for _, p := range []string{"/usr/bin/vxn", "/usr/bin/vdkr", "/usr/bin/vpdmn", "/usr/bin/vctr", hostimage.EngineRuntimeBinary,
-		assetDir() + "/vmlinux", assetDir() + "/initramfs.cpio.gz", "/usr/bin/containerd", "/usr/bin/ctr"} {
+		assetDir() + "/" + s.machine.GuestKernelType, assetDir() + "/initramfs.cpio.gz", "/usr/bin/containerd", "/usr/bin/ctr"} {
 		if r := run(t, "test -e "+p); r.Status != 0 {
 			t.Errorf("%s missing from the Dom0 built with the tier-3 lines", p)
 		}
@@ -296,3 +298,7 @@ func TestTier3Image(t *testing.T) {
 
 // assetDir is vxn's asset directory in the suite's Dom0.
 func assetDir() string { return refimage.AssetDir(s.machine) }
+
+// guestTypeLine is the type line of hand-written guest configs: the
+// machine's guest type (pv on x86, pvh on Arm, which has no PV guests).
+func guestTypeLine() string { return `type="` + s.machine.GuestType + `"\n` }

@@ -123,15 +123,15 @@ type Output struct {
 	Vmlinux        string // uncompressed ELF for PV guests (Machine.ExtractVmlinux)
 	// GuestKernel is the kernel guests boot: Vmlinux, or Kernel when the
 	// machine boots its package's kernel as is (arm64 Image).
-	GuestKernel string
-	Initramfs      string
-	Rootfs         string // dom0 ext4
-	GuestExt4      string
-	GuestTarBz2    string
-	GuestQcow2     string
-	KernelVersion  string
-	Lock           *debpkg.Lock
-	LockPath       string
+	GuestKernel   string
+	Initramfs     string
+	Rootfs        string // dom0 ext4
+	GuestExt4     string
+	GuestTarBz2   string
+	GuestQcow2    string
+	KernelVersion string
+	Lock          *debpkg.Lock
+	LockPath      string
 	// Steps records the wall time of each build step.
 	Steps []Step
 }

@@ -44,6 +44,9 @@ type Machine struct {
 	// KernelImageType's name.
 	GuestKernelType string
 	ExtractVmlinux  bool
+	// GuestType is the xl type of guests written by hand for the machine
+	// (pv on x86; pvh on Arm, whose Xen has no other guest type).
+	GuestType string
 	// Dom0Packages are extracted into the dom0 rootfs.
 	Dom0Packages []PackageSpec
 	// SystemdPackages are added to dom0 for Options.Init == "systemd".
@@ -132,7 +135,7 @@ var Machines = map[string]*Machine{
 		Hypervisor: "xen-hypervisor-4.17-amd64", HypervisorFile: "boot/xen-4.17-amd64.gz",
 		XenLibDir:  "usr/lib/xen-4.17",
 		KernelMeta: "linux-image-amd64", KernelImage: "vmlinuz",
-		KernelImageType: "bzImage", GuestKernelType: "vmlinux", ExtractVmlinux: true,
+		KernelImageType: "bzImage", GuestKernelType: "vmlinux", ExtractVmlinux: true, GuestType: "pv",
 		Dom0Packages:    append([]PackageSpec{xenUtils}, commonDom0...),
 		GuestPackages:   []PackageSpec{{Name: "busybox-static"}},
 		SystemdPackages: systemdDom0,
@@ -162,7 +165,7 @@ var Machines = map[string]*Machine{
 		Hypervisor: "xen-hypervisor-4.17-arm64", HypervisorFile: "boot/xen-4.17-arm64",
 		XenLibDir:  "usr/lib/xen-4.17",
 		KernelMeta: "linux-image-arm64", KernelImage: "vmlinuz",
-		KernelImageType: "Image", GuestKernelType: "Image",
+		KernelImageType: "Image", GuestKernelType: "Image", GuestType: "pvh",
 		// libxl builds the guest device tree with libfdt.
 		Dom0Packages:    append([]PackageSpec{xenUtils, {Name: "libfdt1"}}, commonDom0...),
 		GuestPackages:   []PackageSpec{{Name: "busybox-static"}},
