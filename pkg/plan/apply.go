@@ -56,6 +56,13 @@ func (p *Plan) Apply(ctx context.Context, target dom0fs.FS, opts ApplyOptions) (
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return st, err
 	}
+	// One run at a time per cache and target; what an interrupted run
+	// left is removed (see FindStale).
+	unlock, err := lockAndSweep(target, c.dir, opts.Log)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
 	// Phase 1: imports into the cache.
 	outputs := map[string]string{} // Dom0 path → host file to copy
 	for _, a := range p.Actions {

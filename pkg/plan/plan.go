@@ -115,6 +115,9 @@ type Plan struct {
 	Actions  []Action `json:"actions"`
 	Checks   []Check  `json:"checks"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Stale lists temporaries an interrupted run left in the directories
+	// install writes; install removes them (see FindStale).
+	Stale []string `json:"staleTemporaries,omitempty"`
 }
 
 // Options configure Make.

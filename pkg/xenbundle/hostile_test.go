@@ -276,3 +276,68 @@ func TestInterruptImport(t *testing.T) {
 		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "qcow2", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
 	})
 }
+
+// TestStaleTemporaries: after a kill -9 during install, temporaries
+// (.<guest>.img.tmp-N in the Dom0 tree, .<hash>.img.tmp-N in the import
+// cache) stayed forever and shipped in the image; plan now lists them and
+// the next install removes them, and only them.
+func TestStaleTemporaries(t *testing.T) {
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "local.conf")
+	os.WriteFile(conf, []byte("BUNDLED_XEN_GUESTS = \"my-vendor-guest\"\nXEN_GUEST_ROOTFS[my-vendor-guest] = \"vendor-rootfs.ext4\"\n"), 0o644)
+	rootfs, cache := filepath.Join(dir, "rootfs"), filepath.Join(dir, "cache")
+	args := []string{"--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--cache-dir", cache}
+	if _, errOut, code := run(t, append([]string{"install", "-q"}, args...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	stale := []string{
+		filepath.Join(rootfs, "var/lib/xen/images/.my-vendor-guest.img.tmp-4242"),
+		filepath.Join(rootfs, "var/lib/xen/images/.my-vendor-guest.img.tmp-1a2b3c4d5e6f"),
+		filepath.Join(rootfs, "etc/xen/.my-vendor-guest.cfg.tmp-77"),
+		filepath.Join(cache, "images", ".0123abcd.img.tmp-9f8e7d6c5b4a"),
+	}
+	kept := []string{
+		filepath.Join(rootfs, "var/lib/xen/images/notes.tmp"),
+		filepath.Join(rootfs, "var/lib/xen/images/.hidden"),
+		filepath.Join(rootfs, "var/lib/xen/images/.x.tmp-not-hex"),
+		filepath.Join(rootfs, "etc/.passwd.tmp-1"), // not a directory install writes
+	}
+	os.MkdirAll(filepath.Join(cache, "images"), 0o755)
+	for _, p := range append(append([]string{}, stale...), kept...) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := run(t, append([]string{"plan", "--show-configs=false"}, args...)...)
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	for _, p := range stale {
+		if !strings.Contains(out, "remove  "+p) {
+			t.Errorf("plan does not list %s:\n%s", p, out)
+		}
+	}
+	for _, p := range kept {
+		if strings.Contains(out, p) {
+			t.Errorf("plan lists %s, not a temporary of ours", p)
+		}
+	}
+	if _, errOut, code := run(t, append([]string{"install", "-q"}, args...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("install left %s", p)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("install removed %s: %v", p, err)
+		}
+	}
+	if out, _, _ := run(t, append([]string{"plan", "--show-configs=false"}, args...)...); strings.Contains(out, "stale temporaries") {
+		t.Errorf("plan still lists stale temporaries:\n%s", out)
+	}
+}

@@ -145,7 +145,7 @@ func makePlan(ctx context.Context, in *Inputs, cacheDir string) (*plan.Plan, *im
 
 func planCommand() *cobra.Command {
 	var in Inputs
-	var rootfs string
+	var rootfs, cacheDir string
 	var asJSON, showConfigs bool
 	cmd := &cobra.Command{
 		Use:   "plan --conf FILE... | --manifest FILE --deploy-dir DIR [--rootfs R]",
@@ -158,6 +158,13 @@ func planCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var target dom0fs.FS
+			if _, err := os.Stat(rootfs); rootfs != "" && err == nil {
+				if target, err = dom0fs.Open(rootfs); err != nil {
+					return err
+				}
+			}
+			p.Stale = plan.FindStale(target, cacheDir)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -181,6 +188,7 @@ func planCommand() *cobra.Command {
 	cmd.Flags().StringVar(&rootfs, "rootfs", "", "target Dom0 root filesystem (directory or ext4 image); shown only")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&showConfigs, "show-configs", true, "print the rendered xl configs")
+	cmd.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "cache of import outputs ($XENBUNDLE_CACHE), checked for stale temporaries")
 	return cmd
 }
 
@@ -211,6 +219,12 @@ func printPlan(w io.Writer, p *plan.Plan, rootfs string, showConfigs bool) {
 			fmt.Fprintf(w, "  symlink %s -> %s\n", a.Path, a.Target)
 		case plan.KindUnlink:
 			fmt.Fprintf(w, "  unlink  %s  (if it is a stale autostart link)\n", a.Path)
+		}
+	}
+	if len(p.Stale) > 0 {
+		fmt.Fprintln(w, "\nstale temporaries (left by an interrupted run; install removes them):")
+		for _, s := range p.Stale {
+			fmt.Fprintf(w, "  remove  %s\n", s)
 		}
 	}
 	if showConfigs {

@@ -58,7 +58,7 @@ func ConvertToRawOptions(ctx context.Context, src, dst string, opts ConvertOptio
 	}
 	var f *os.File
 	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.%08x.tmp", base, rand.Uint32()))
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%08x", base, rand.Uint32())) // the project's temporaries' pattern
 		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
 		if !errors.Is(err, os.ErrExist) {
 			break
