@@ -238,6 +238,30 @@ func showAll(ctx context.Context, specs []string) ([]Package, error) {
 	return res, nil
 }
 
+// showSome is `apt-cache show` of specs, returning the records it has
+// (apt prints nothing for name:arch when name exists only for other
+// architectures).
+func showSome(ctx context.Context, specs []string) ([]Package, error) {
+	args := append([]string{"show", "--no-all-versions"}, specs...)
+	out, err := run(ctx, "", "apt-cache", args...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseControl(bytes.NewReader(out), "apt-cache show")
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]Package, 0, len(st))
+	for _, s := range st {
+		p, err := PackageFromStanza(s, "apt-cache show")
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
 // Resolve maps package specs ("name" or "name=version") to exact packages
 // using the local apt indexes. When a name is unknown it runs
 // `apt-get update` once and retries.
@@ -281,13 +305,41 @@ func (f *Fetcher) resolveForeign(ctx context.Context, arch string, specs []strin
 		}
 		return name + ":" + a
 	}
+	// Two apt-cache calls in the common case: every name as name:arch,
+	// then the ones without such a record as name:all.
 	if len(specs) > 1 {
-		q := make([]string, len(specs))
-		for i, s := range specs {
-			q[i] = qualify(s, arch)
+		found := map[string]Package{}
+		var missing []string
+		for _, a := range []string{arch, "all"} {
+			q := make([]string, 0, len(specs))
+			for _, s := range specs {
+				if name, _, _ := strings.Cut(s, "="); found[name].Name == "" {
+					q = append(q, qualify(s, a))
+				}
+			}
+			if len(q) == 0 {
+				break
+			}
+			ps, err := showSome(ctx, q)
+			if err != nil {
+				break
+			}
+			for _, p := range ps {
+				found[p.Name] = p
+			}
 		}
-		if ps, err := showAll(ctx, q); err == nil {
-			return ps, nil
+		res := make([]Package, 0, len(specs))
+		for _, s := range specs {
+			name, ver, _ := strings.Cut(s, "=")
+			p, ok := found[name]
+			if !ok || (ver != "" && p.Version != ver) || (p.Arch != arch && p.Arch != "all") {
+				missing = append(missing, s)
+				continue
+			}
+			res = append(res, p)
+		}
+		if len(missing) == 0 {
+			return res, nil
 		}
 	}
 	out := make([]Package, 0, len(specs))
