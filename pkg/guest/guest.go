@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Upstream defaults (meta-virtualization xen-guest-cross-install.bbclass).
@@ -194,8 +195,20 @@ type Entry struct {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
+// MaxNameLen is the longest guest name: it becomes file names
+// (<name>.cfg, <name>.img) and xl's domain name.
+const MaxNameLen = 200
+
 // ValidName reports whether name can be used as a guest (file) name.
-func ValidName(name string) bool { return len(name) <= 200 && nameRE.MatchString(name) }
+func ValidName(name string) bool { return len(name) <= MaxNameLen && nameRE.MatchString(name) }
+
+// nameProblem says what is wrong with a guest or domain name.
+func nameProblem(name string) string {
+	if len(name) > MaxNameLen {
+		return fmt.Sprintf("is %d characters long; at most %d are allowed", len(name), MaxNameLen)
+	}
+	return "may only hold letters, digits, '.', '_', '+', '-' and must start with a letter or digit"
+}
 
 // ParseEntries splits a BUNDLED_XEN_GUESTS value into entries
 // `name[:autostart][:external]` (tags in any order). Unknown tags, empty
@@ -208,7 +221,7 @@ func ParseEntries(value, origin string) ([]Entry, error) {
 		e := Entry{Name: parts[0]}
 		if !ValidName(e.Name) {
 			errs = append(errs, &Error{Setting: SettingEntry, Origin: origin,
-				Msg: fmt.Sprintf("entry %q: invalid guest name %q (letters, digits, '.', '_', '+', '-'; must start with a letter or digit)", word, e.Name)})
+				Msg: fmt.Sprintf("entry %.60q: invalid guest name %.60q: it %s", word, e.Name, nameProblem(e.Name))})
 			continue
 		}
 		seen := map[string]bool{}
@@ -284,12 +297,12 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if !ValidName(s.Name) {
-		add(s.errorf(SettingEntry, "invalid guest name %q", s.Name))
+		add(s.errorf(SettingEntry, "invalid guest name %.60q: it %s", s.Name, nameProblem(s.Name)))
 	}
 	if s.DomainName == "" {
 		add(s.errorf(SettingName, "domain name is empty"))
 	} else if !ValidName(s.DomainName) {
-		add(s.errorf(SettingName, "invalid domain name %q (letters, digits, '.', '_', '+', '-')", s.DomainName))
+		add(s.errorf(SettingName, "invalid domain name %.60q: it %s", s.DomainName, nameProblem(s.DomainName)))
 	}
 	if s.Memory < MinMemory || s.Memory > MaxMemory {
 		add(s.errorf(SettingMemory, "memory %d MB out of range (%d..%d)", s.Memory, MinMemory, MaxMemory))
@@ -363,8 +376,14 @@ func checkText(s *Spec, setting, v string) error {
 		switch {
 		case r == '\n' || r == '\r':
 			return s.errorf(setting, "value %q contains a newline at offset %d; xl values must be one line", v, i)
-		case r < 0x20 || r == 0x7f:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x2028 || r == 0x2029:
+			// C0, DEL, C1 (U+0085 is a newline to some readers) and the
+			// Unicode line and paragraph separators.
 			return s.errorf(setting, "value %q contains control character %U at offset %d", v, r, i)
+		case r == utf8.RuneError:
+			if _, n := utf8.DecodeRuneInString(v[i:]); n <= 1 {
+				return s.errorf(setting, "value %q is not valid UTF-8 at offset %d", v, i)
+			}
 		case r == '"' || r == '\'':
 			return s.errorf(setting, "value %q contains a quote (%c) at offset %d, which would break the xl config", v, r, i)
 		case r == '[' || r == ']':

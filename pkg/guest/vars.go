@@ -122,7 +122,7 @@ func FromVars(v Vars, list string) ([]*Spec, error) {
 			s.DiskDevice = strings.TrimSpace(val)
 		}
 		if val, ok := get(SettingDisks); ok {
-			s.Disks = strings.Fields(val)
+			s.Disks = SplitDisks(val)
 		}
 		if val, ok := get(SettingName); ok && strings.TrimSpace(val) != "" {
 			s.DomainName = strings.TrimSpace(val)
@@ -175,4 +175,19 @@ func DefaultImageSize(v Vars) (int, error) {
 		return 0, &Error{Setting: SettingImageSize + "_DEFAULT", Msg: fmt.Sprintf("value %q is not a positive whole number", val)}
 	}
 	return n, nil
+}
+
+// SplitDisks splits an XEN_GUEST_DISKS value into xl disk specs: specs are
+// separated by blanks, but blanks next to a comma belong to one spec
+// ("phy:/dev/sdb, xvdb, w" is one spec, as xl reads it).
+func SplitDisks(v string) []string {
+	var out []string
+	for _, w := range strings.Fields(v) {
+		if n := len(out); n > 0 && (strings.HasSuffix(out[n-1], ",") || strings.HasPrefix(w, ",")) {
+			out[n-1] += w
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
 }

@@ -112,8 +112,12 @@ func (h rootfsDir) Estimate(ctx context.Context, req Request) (int64, error) {
 		err error
 	}
 	rc := make(chan result, 1)
+	src, err := dirSource(req)
+	if err != nil {
+		return 0, err
+	}
 	go func() {
-		n, err := ext4EstimateDir(req.Source)
+		n, err := ext4EstimateDir(src)
 		rc <- result{n, err}
 	}()
 	var r result
@@ -137,11 +141,26 @@ func (h rootfsDir) Import(ctx context.Context, req Request) error {
 	if err := prepareOutput(req); err != nil {
 		return reqError(req, err)
 	}
+	src, err := dirSource(req)
+	if err != nil {
+		return err
+	}
 	opt := ext4.Options{SizeBytes: fsSizeBytes(req, n), Epoch: req.Epoch, Label: label(req.Guest)}
-	if err := ext4FromDir(ctx, req.Source, req.Output, opt); err != nil {
+	if err := ext4FromDir(ctx, src, req.Output, opt); err != nil {
 		return reqError(req, wrapTooSmall(req, err))
 	}
 	return nil
+}
+
+// dirSource resolves a source directory given through symlinks (a
+// XEN_GUEST_SOURCE_FILE that is a link to the tree): the tree is read from
+// its real path, never the link itself as its root.
+func dirSource(req Request) (string, error) {
+	src, err := filepath.EvalSymlinks(req.Source)
+	if err != nil {
+		return "", reqError(req, err)
+	}
+	return src, nil
 }
 
 // ---- rootfs_tar ----

@@ -28,6 +28,14 @@ func rootDisk(g *Guest) string {
 
 func generateConfig(g *Guest) ([]byte, error) {
 	s := g.Spec
+	// Each extra disk is checked alone, so that an error names the
+	// setting, where it was set and the spec.
+	for i, spec := range s.Disks {
+		if _, err := xlcfg.ParseDisk(spec); err != nil {
+			return nil, &guest.Error{Guest: s.Name, Setting: guest.SettingDisks, Origin: s.Origin[guest.SettingDisks],
+				Msg: fmt.Sprintf("disk %d of %d %q: %v", i+1, len(s.Disks), spec, err)}
+		}
+	}
 	d := xlcfg.Domain{
 		Name:       s.DomainName,
 		Type:       g.Type,

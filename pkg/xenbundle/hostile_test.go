@@ -341,3 +341,43 @@ func TestStaleTemporaries(t *testing.T) {
 		t.Errorf("plan still lists stale temporaries:\n%s", out)
 	}
 }
+
+// TestSmallHostileInputs: XEN_GUEST_DISKS with blanks after commas (split
+// into broken specs, error without file:line) and a rootfs_dir source that
+// is a symlink to the tree (failed with "cannot replace a directory with a
+// file" and an empty name).
+func TestSmallHostileInputs(t *testing.T) {
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "local.conf")
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	args := func(conf, rootfs string) []string {
+		return []string{"install", "-q", "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--rootfs", rootfs, "--cache-dir", filepath.Join(dir, "cache")}
+	}
+	base := "BUNDLED_XEN_GUESTS = \"my-vendor-guest\"\nXEN_GUEST_ROOTFS[my-vendor-guest] = \"vendor-rootfs.ext4\"\n"
+	rootfs := filepath.Join(dir, "r1")
+	if _, errOut, code := run(t, args(write(base+"XEN_GUEST_DISKS[my-vendor-guest] = \"phy:/dev/sdb, xvdb, w\"\n"), rootfs)...); code != 0 {
+		t.Fatalf("disk spec with blanks after commas: %s", errOut)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(rootfs, "etc/xen/my-vendor-guest.cfg"))
+	if !strings.Contains(string(cfg), "phy:/dev/sdb,xvdb,w") {
+		t.Errorf("config lacks the disk:\n%s", cfg)
+	}
+	_, errOut, code := run(t, args(write(base+"XEN_GUEST_DISKS[my-vendor-guest] = \"phy:/dev/sdb,xvdb,w file:/x.img,xvdc,bogus-mode\"\n"), filepath.Join(dir, "r2"))...)
+	if code == 0 || !strings.Contains(errOut, "local.conf:3") || !strings.Contains(errOut, "XEN_GUEST_DISKS[my-vendor-guest]") || !strings.Contains(errOut, "file:/x.img,xvdc,bogus-mode") {
+		t.Errorf("bad disk spec: code %d: %s", code, errOut)
+	}
+
+	// A rootfs_dir source given as a symlink to the tree.
+	link := filepath.Join(dir, "tree-link")
+	if err := os.Symlink(filepath.Join(unpack, "alpine-rootfs"), link); err != nil {
+		t.Fatal(err)
+	}
+	conf := write("BUNDLED_XEN_GUESTS = \"a\"\nXEN_GUEST_TYPE[a] = \"hvm\"\nXEN_GUEST_SOURCE_TYPE[a] = \"rootfs_dir\"\nXEN_GUEST_SOURCE_FILE[a] = \"" + link + "\"\n")
+	if _, errOut, code := run(t, args(conf, filepath.Join(dir, "r3"))...); code != 0 {
+		t.Fatalf("symlinked source directory: %s", errOut)
+	}
+}
