@@ -72,7 +72,8 @@ type Guest struct {
 	DomainName string `json:"domainName"`
 	Autostart  bool   `json:"autostart"`
 	External   bool   `json:"external"`
-	// Type is pv, pvh or hvm.
+	// Type is pv, pvh or hvm; empty on Arm machines, whose Xen has one
+	// guest type (the xl config then has no type key).
 	Type string `json:"type"`
 	// KernelMode is shared, custom or none (see the Kernel* constants).
 	KernelMode string `json:"kernelMode"`
@@ -321,9 +322,9 @@ func (m *Manifest) Validate() error {
 			domains[g.DomainName] = g.Name
 		}
 		switch g.Type {
-		case guest.TypePV, guest.TypePVH, guest.TypeHVM:
+		case guest.TypePV, guest.TypePVH, guest.TypeHVM, "":
 		default:
-			add("%s: type %q (expected pv, pvh or hvm)", where, g.Type)
+			add("%s: type %q (expected pv, pvh, hvm, or empty for the machine's one guest type on Arm)", where, g.Type)
 		}
 		switch g.KernelMode {
 		case KernelShared, KernelCustom:

@@ -78,6 +78,8 @@ func TestParseManifestErrors(t *testing.T) {
 		{"no rootfs", edit(`"role": "rootfs"`, `"role": "ramdisk"`), `no rootfs file`},
 		{"unknown role", edit(`"role": "rootfs"`, `"role": "firmware"`), `unknown role "firmware"`},
 		{"kernel none pv", edit(`"kernelMode": "none"`, `"kernelMode": "none", "notice": ""`), ""},
+		{"arm guest type", edit(`"type": "pv"`, `"type": ""`), ""},
+		{"bad type", edit(`"type": "pv"`, `"type": "xen"`), `type "xen"`},
 		{"kernel mode", edit(`"kernelMode": "shared"`, `"kernelMode": "vendor"`), `kernelMode "vendor"`},
 		{"duplicate guest", edit(`"name": "win"`, `"name": "alpine"`), `listed twice`},
 		{"duplicate domain", edit(`"domainName": "win"`, `"domainName": "alpine"`), `domainName "alpine" is also used by guest "alpine"`},
