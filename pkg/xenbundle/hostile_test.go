@@ -182,34 +182,23 @@ func TestInstallQcow2BackingConfined(t *testing.T) {
 	}
 }
 
-// buildXenbundle builds cmd/xenbundle once per test binary.
-var builtXenbundle string
-
+// buildXenbundle builds cmd/xenbundle into the test's temporary directory.
 func buildXenbundle(t *testing.T) string {
 	t.Helper()
-	if builtXenbundle != "" {
-		return builtXenbundle
-	}
-	dir, err := os.MkdirTemp("", "xenbundle-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "xenbundle")
+	bin := filepath.Join(t.TempDir(), "xenbundle")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/xenbundle")
 	cmd.Dir = testutil.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/xenbundle: %v\n%s", err, out)
 	}
-	builtXenbundle = bin
 	return bin
 }
 
 // interruptAfter starts the built xenbundle with args, sends SIGINT after
 // delay (once the command is busy) and checks that it exits within two
 // seconds with a failure status, and that outDir holds nothing but keep.
-func interruptAfter(t *testing.T, delay time.Duration, outDir string, keep []string, args ...string) {
+func interruptAfter(t *testing.T, bin string, delay time.Duration, outDir string, keep []string, args ...string) {
 	t.Helper()
-	bin := buildXenbundle(t)
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -257,23 +246,24 @@ func TestInterruptImport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/xenbundle")
 	}
+	bin := buildXenbundle(t)
 	t.Run("estimate of a tar.zst bomb", func(t *testing.T) {
 		dir := t.TempDir()
 		src := filepath.Join(dir, "zeros.tar.zst")
 		os.WriteFile(src, testutil.ZstdZeroTar("zeros", 1<<40), 0o644)
-		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
+		interruptAfter(t, bin, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
 	})
 	t.Run("sparse tar written to ext4", func(t *testing.T) {
 		dir := t.TempDir()
 		src := filepath.Join(dir, "sparse.tar")
 		os.WriteFile(src, testutil.PAXSparseTar("big", 100<<30, []testutil.SparseFragment{{Offset: 0, Data: []byte("x")}}), 0o644)
-		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"), "--size", "110000")
+		interruptAfter(t, bin, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "rootfs_tar", "--source", src, "--output", filepath.Join(dir, "out", "g.img"), "--size", "110000")
 	})
 	t.Run("qcow2 convert", func(t *testing.T) {
 		dir := t.TempDir()
 		src := filepath.Join(dir, "bomb.qcow2")
 		os.WriteFile(src, testutil.Qcow2ZeroBomb(256<<30), 0o644)
-		interruptAfter(t, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "qcow2", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
+		interruptAfter(t, bin, 1500*time.Millisecond, dir, []string{src}, "import", "--type", "qcow2", "--source", src, "--output", filepath.Join(dir, "out", "g.img"))
 	})
 }
 
