@@ -195,7 +195,12 @@ func setup() {
 	s.out = out
 	rootfs := res.Rootfs
 
-	s.logFile = filepath.Join(root, ".cache", "e2e", "serial-"+*flagInit+".log")
+	// qemux86-64 keeps its old name; other machines' logs are apart.
+	serial := "serial-" + *flagInit + ".log"
+	if *flagMachine != "qemux86-64" {
+		serial = "serial-" + *flagMachine + "-" + *flagInit + ".log"
+	}
+	s.logFile = filepath.Join(root, ".cache", "e2e", serial)
 	vm, err := qemu.Boot(ctx, out.Descriptor, qemu.Options{
 		NoKVM: *flagNoKVM, MemoryMB: *flagMemory, RootDisk: rootfs,
 		BootTimeout: *flagBootTimeout, LogFile: s.logFile,
