@@ -75,7 +75,8 @@
 // numbers follow the input order (FromDir walks in lexical order), the
 // UUID, the directory hash seed and the journal UUID are derived from a
 // SHA-256 of the entries and their data, and the superblock times are
-// Options.Epoch, or the newest mtime of the content when Epoch is nil.
+// Options.Epoch, or the newest mtime of the content when Epoch is nil (but
+// not later than now: e2fsck rejects superblock times in the future).
 // With Epoch set, every inode time newer than it is clamped to it. Output
 // is sparse: all-zero blocks are never written.
 package ext4
@@ -115,9 +116,12 @@ var ErrTooSmall = errors.New("ext4: image size too small for the content")
 
 // TooSmallError reports the size the content needs and the size given.
 type TooSmallError struct {
-	Need  int64  // bytes the image would need at least
-	Given int64  // bytes requested in Options.SizeBytes
-	Path  string // the first entry that did not fit ("" when the metadata did not)
+	Need  int64 // bytes the image would need at least
+	Given int64 // bytes requested in Options.SizeBytes
+	// Path is an entry that did not fit: the first one whose data passed
+	// the end of the file system or, when only the metadata laid out after
+	// the data did not fit, the last entry with data ("" if none).
+	Path string
 }
 
 // Error implements error.
@@ -125,7 +129,7 @@ func (e *TooSmallError) Error() string {
 	msg := fmt.Sprintf("ext4: image size too small for the content: need at least %d bytes (%d MiB), given %d bytes",
 		e.Need, (e.Need+(1<<20)-1)>>20, e.Given)
 	if e.Path != "" {
-		msg += fmt.Sprintf(" (%q was the first entry past the end)", e.Path)
+		msg += fmt.Sprintf(" (at entry %q)", e.Path)
 	}
 	return msg
 }
@@ -302,6 +306,8 @@ func (b *builder) finish() error {
 	t := b.maxTime
 	if b.opt.Epoch != nil {
 		t = b.epoch
+	} else if now := time.Now().Unix(); t > now {
+		t = now // e2fsck rejects superblock times in the future
 	}
 	t = min(max(t, 0), 1<<32-1)
 	res, err := b.w.Finish(writer.Params{Label: b.opt.Label, Time: t})

@@ -37,6 +37,9 @@ func (w *Writer) take(n uint64) (start, got uint64, err error) {
 		return 0, 0, fmt.Errorf("the content needs more than %d blocks, the most a file system without the 64bit feature has", uint64(maxBlocks))
 	}
 	w.cursor = c + got
+	if !w.finishing {
+		w.lastData = w.cur
+	}
 	if !w.finishing && w.cfg.SizeBlocks > 0 && w.cursor > w.cfg.SizeBlocks && !w.over {
 		w.over = true
 		w.overAt = w.cur

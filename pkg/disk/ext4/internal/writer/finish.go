@@ -22,7 +22,7 @@ type Params struct {
 // NeedError reports that the content does not fit in the fixed size.
 type NeedError struct {
 	NeedBlocks uint64 // the smallest file system that holds the content
-	Path       string // the first entry that did not fit ("" if only metadata)
+	Path       string // the first entry past the end, else the last one with data
 }
 
 // Error implements error.
@@ -299,7 +299,11 @@ func (w *Writer) fixedGeometry(seed [4]uint32, noJournal bool) (geometry, error)
 	if err != nil {
 		return geometry{}, err
 	}
-	return geometry{}, &NeedError{NeedBlocks: need, Path: w.overAt}
+	path := w.overAt
+	if path == "" {
+		path = w.lastData // the data fit, the metadata after it did not
+	}
+	return geometry{}, &NeedError{NeedBlocks: need, Path: path}
 }
 
 // minimum finds the smallest size that holds the content (journal left
@@ -526,6 +530,7 @@ func (w *Writer) writeMetadata(g geometry, pl *placement, uuid [16]byte, seed [4
 		le.PutUint32(g4[:], uint32(grp))
 		c := crc32c(csumSeed, g4[:])
 		c = crc32c(c, d[:0x1e])
+		c = crc32c(c, []byte{0, 0}) // the checksum field itself
 		le.PutUint16(d[0x1e:], uint16(c))
 		freeBlocks += gFree
 		freeInodes += gFreeIno

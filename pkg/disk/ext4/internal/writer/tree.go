@@ -99,21 +99,22 @@ type patch struct {
 // Writer builds one file system. Its methods are not safe for concurrent
 // use. Every method returns errors rather than panicking on any input.
 type Writer struct {
-	f       *os.File
-	cfg     Config
-	gdtRes  uint64 // descriptor blocks reserved in each backup area
-	cursor  uint64 // next block the allocator hands out
-	over    bool   // past a fixed size: blocks are counted, not written
-	overAt  string // the entry that first did not fit
-	inodes  []inode
-	dirs    []*dirNode
-	targets map[uint32]string // slow symlink targets
-	freed   []span
-	patches []patch
-	h       hash.Hash
-	buf     []byte
-	blk     []byte
-	cur     string // entry being added, for errors
+	f        *os.File
+	cfg      Config
+	gdtRes   uint64 // descriptor blocks reserved in each backup area
+	cursor   uint64 // next block the allocator hands out
+	over     bool   // past a fixed size: blocks are counted, not written
+	overAt   string // the entry that first did not fit
+	lastData string // the last entry that was given blocks
+	inodes   []inode
+	dirs     []*dirNode
+	targets  map[uint32]string // slow symlink targets
+	freed    []span
+	patches  []patch
+	h        hash.Hash
+	buf      []byte
+	blk      []byte
+	cur      string // entry being added, for errors
 	// finishing: the allocator no longer checks the fixed size; dry:
 	// nothing is written (a layout trial).
 	finishing, dry bool
