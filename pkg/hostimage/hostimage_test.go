@@ -166,3 +166,48 @@ func TestMachines(t *testing.T) {
 		t.Errorf("Build with bad Init: %v", err)
 	}
 }
+
+// TestArm64Machine pins what the hands-on arm64 study found necessary
+// (../shared/docs/xen-arm64-in-qemu.md): Xen's bootscrub=0 and
+// dom0_max_vcpus=1 under TCG and no noreboot (a panic must end QEMU),
+// virtio over MMIO with its module, libfdt1 for libxl, the Image booted as
+// is, and the guest-loader boot.
+func TestArm64Machine(t *testing.T) {
+	m, err := LookupMachine("qemuarm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xen := " " + m.XenCmdline + " "
+	for _, w := range []string{" bootscrub=0 ", " dom0_max_vcpus=1 ", " console=dtuart "} {
+		if !strings.Contains(xen, w) {
+			t.Errorf("Xen command line %q lacks %q", m.XenCmdline, strings.TrimSpace(w))
+		}
+	}
+	if strings.Contains(xen, " noreboot ") {
+		t.Errorf("Xen command line %q has noreboot: a panic would hang QEMU until the timeout", m.XenCmdline)
+	}
+	has := func(list []string, s string) bool {
+		for _, x := range list {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(m.Dom0Modules, "virtio_mmio") || !has(m.InitramfsModules, "virtio_mmio") || m.DiskDevice != "virtio-blk-device" {
+		t.Errorf("disks are not virtio-mmio: DiskDevice %q, modules %v / %v", m.DiskDevice, m.InitramfsModules, m.Dom0Modules)
+	}
+	var pkgs []string
+	for _, p := range m.Dom0Packages {
+		pkgs = append(pkgs, p.Name)
+	}
+	if !has(pkgs, "libfdt1") {
+		t.Errorf("dom0 packages lack libfdt1 (libxl builds the guest device tree): %v", pkgs)
+	}
+	if m.ExtractVmlinux || m.KernelImageType != "Image" || m.GuestKernelType != "Image" || m.GuestType == "pv" {
+		t.Errorf("kernel/guest settings: extract %v, types %q/%q, guest type %q", m.ExtractVmlinux, m.KernelImageType, m.GuestKernelType, m.GuestType)
+	}
+	if m.BootMethod != "guest-loader" || m.DebArch != "arm64" {
+		t.Errorf("boot %q arch %q", m.BootMethod, m.DebArch)
+	}
+}
