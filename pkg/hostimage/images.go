@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vxn-dev/vxn/pkg/disk/ext4"
 )
 
 func run(ctx context.Context, name string, args ...string) error {
@@ -26,9 +28,9 @@ func run(ctx context.Context, name string, args ...string) error {
 }
 
 // MakeExt4 builds an ext4 image at img from the directory dir with
-// `mkfs.ext4 -d` (e2fsprogs). The size is the content plus 25 %% plus
-// extraMB; the file is sparse. Ownership and modes come from dir, so build
-// as root (a rootless build would need a debugfs fix-up of the owners).
+// pkg/disk/ext4's writer (journal, metadata_csum, htree directories). The
+// size is the content plus 25 % plus extraMB, rounded up to a MiB; the file
+// is sparse. Ownership and modes come from dir, so build as root.
 func MakeExt4(ctx context.Context, dir, img, label string, extraMB int64) error {
 	used, entries, err := dirSize(dir)
 	if err != nil {
@@ -36,19 +38,8 @@ func MakeExt4(ctx context.Context, dir, img, label string, extraMB int64) error 
 	}
 	size := used + used/4 + entries*512 + (16+extraMB)<<20
 	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
-	os.Remove(img)
-	f, err := os.Create(img)
-	if err != nil {
-		return err
-	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
 	inodes := entries*2 + 4096 + extraMB*16 // free space gets one inode per 64 KiB
-	return run(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-N", fmt.Sprint(inodes), "-L", label,
-		"-E", "root_owner=0:0", "-d", dir, img)
+	return ext4.FromDir(ctx, dir, img, ext4.Options{SizeBytes: size, Inodes: inodes, Label: label})
 }
 
 // MakeQcow2 converts a raw image to qcow2 with qemu-img (qemu-utils).

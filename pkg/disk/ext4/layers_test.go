@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/vxn-dev/vxn/pkg/disk/ext4"
+	"github.com/vxn-dev/vxn/pkg/hostimage"
 	"github.com/vxn-dev/vxn/pkg/imagestore"
 	"github.com/vxn-dev/vxn/pkg/tarsafe"
 )
@@ -91,5 +95,57 @@ func TestLayersToDisk(t *testing.T) {
 	}
 	if out, _ := exec.Command("debugfs", "-R", "stat /lib", img).Output(); !strings.Contains(string(out), `Fast link dest: "usr/lib"`) {
 		t.Errorf("/lib is no longer the symlink:\n%.300s", out)
+	}
+}
+
+// TestHostimageMakeExt4 checks hostimage.MakeExt4 (the Dom0 root) now that
+// it uses FromDir: e2fsck clean, label, the inode count it asks for, free
+// space for extraMB, and owners, modes and device nodes read back.
+func TestHostimageMakeExt4(t *testing.T) {
+	for _, tool := range []string{"e2fsck", "debugfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not installed (Debian package e2fsprogs): %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	for _, d := range []string{"bin", "etc/xen", "tmp", "dev"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(root, "tmp"), 0o1777|os.ModeSticky)
+	os.WriteFile(filepath.Join(root, "bin/busybox"), bytes.Repeat([]byte{0x7f}, 100000), 0o755)
+	os.Symlink("busybox", filepath.Join(root, "bin/sh"))
+	os.WriteFile(filepath.Join(root, "etc/xen/xl.conf"), []byte("autoballoon=0\n"), 0o644)
+	if os.Geteuid() == 0 {
+		if err := syscall.Mknod(filepath.Join(root, "dev/console"), syscall.S_IFCHR|0o600, 5<<8|1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "dom0.img")
+	if err := hostimage.MakeExt4(context.Background(), root, img, "dom0root", 64); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "?") {
+		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
+	}
+	stats, _ := exec.Command("debugfs", "-R", "stats", img).Output()
+	s := string(stats)
+	var inodes, free int64
+	fmt.Sscanf(s[strings.Index(s, "Inode count:")+len("Inode count:"):], "%d", &inodes)
+	fmt.Sscanf(s[strings.Index(s, "Free blocks:")+len("Free blocks:"):], "%d", &free)
+	if !strings.Contains(s, "Filesystem volume name:   dom0root") || inodes < 4096+64*16 || free*4096 < 64<<20 || !strings.Contains(s, "has_journal") {
+		t.Errorf("superblock: %d inodes, %d free blocks:\n%.1500s", inodes, free, s)
+	}
+	checks := map[string]string{"/tmp": "Mode:  01777", "/bin/busybox": "Mode:  0755", "/bin/sh": `Fast link dest: "busybox"`}
+	if os.Geteuid() == 0 {
+		checks["/dev/console"] = "Device major/minor number: 05:01"
+	}
+	for p, want := range checks {
+		if out, _ := exec.Command("debugfs", "-R", "stat "+p, img).Output(); !strings.Contains(string(out), want) {
+			t.Errorf("%s: want %q in\n%.600s", p, want, out)
+		}
 	}
 }
