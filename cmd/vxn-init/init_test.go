@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/guestserver"
 )
 
 // TestMain turns the test binary into the container's test program when
@@ -242,9 +244,9 @@ func TestLookPath(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := lookPath(root, tc.argv0, tc.path)
-		var ee *execError
+		var ee *guestserver.StartError
 		if tc.code != 0 {
-			if !errors.As(err, &ee) || ee.code != tc.code {
+			if !errors.As(err, &ee) || ee.Status != tc.code {
 				t.Errorf("%s: err %v, want code %d", tc.argv0, err, tc.code)
 			}
 			continue
@@ -290,7 +292,6 @@ func jobRoot(t *testing.T) string {
 // through pipes as over the console, Dom0's side reads them.
 type testGuest struct {
 	t      *testing.T
-	g      *guest
 	to     *guestproto.Writer // Dom0 → guest
 	frames chan guestproto.Frame
 	seen   []guestproto.Frame
@@ -301,26 +302,21 @@ var (
 	testReaper *reaper
 )
 
-// startGuest runs spec in root like pid1 does after the root is set up;
-// before runs first (frames sent before the process starts).
+// startGuest runs the protocol server as vxn-init does, with root as the
+// container root set up, and sends spec; before runs first (its frames
+// come before the spec, as Dom0's may).
 func startGuest(t *testing.T, root string, spec *guestproto.Spec, before func(tg *testGuest)) *testGuest {
 	t.Helper()
 	reaperOnce.Do(func() { testReaper = newReaper() })
-	g := newGuest(time.Now())
-	g.chroot, g.drain, g.rp = false, 100*time.Millisecond, testReaper
+	st := &starter{rp: testReaper, drain: 100 * time.Millisecond, root: root}
 	if _, err := os.Stat("/dev/pts/ptmx"); err == nil {
-		g.pts = "/dev/pts"
+		st.pts = "/dev/pts"
 	}
 	cr, cw := io.Pipe() // Dom0 → guest
 	or, ow := io.Pipe() // guest → Dom0
-	g.w = guestproto.NewWriter(ow)
-	tg := &testGuest{t: t, g: g, to: guestproto.NewWriter(cw), frames: make(chan guestproto.Frame, 1024)}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.stdin = newInQueue(inW)
-	go g.readConsole(cr)
+	srv := guestserver.New(guestserver.Config{Writer: guestproto.NewWriter(ow), Starter: st})
+	tg := &testGuest{t: t, to: guestproto.NewWriter(cw), frames: make(chan guestproto.Frame, 1024)}
+	go srv.ReadConsole(cr)
 	go func() {
 		defer close(tg.frames)
 		r := guestproto.NewReader(or)
@@ -333,14 +329,17 @@ func startGuest(t *testing.T, root string, spec *guestproto.Spec, before func(tg
 		}
 	}()
 	t.Cleanup(func() { cw.Close(); or.Close() })
+	go func() {
+		srv.Run(context.Background())
+		ow.Close()
+	}()
+	tg.waitFor(guestproto.TypeReady, "")
 	if before != nil {
 		before(tg)
 	}
-	go func() {
-		code := g.runMain(root, spec, inR, func(pid int) { g.w.WriteFrame(guestproto.TypeStarted, []byte("{}")) })
-		g.finish(code)
-		ow.Close()
-	}()
+	if err := tg.to.SendSpec(spec); err != nil {
+		t.Fatal(err)
+	}
 	return tg
 }
 
@@ -650,21 +649,6 @@ func TestTTY(t *testing.T) {
 	spec := &guestproto.Spec{Args: []string{"helper", "tty"}, Env: []string{"VXN_INIT_HELPER=1"}, TTY: true, Stdin: true}
 	tg := startGuest(t, root, spec, func(tg *testGuest) {
 		tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 30, Cols: 100}))
-		// In the guest the Window frame is handled before the Spec frame
-		// that starts the process; here the process starts directly, so
-		// wait until the console reader has stored the size.
-		for i := 0; ; i++ {
-			tg.g.mu.Lock()
-			ws := tg.g.windows[0]
-			tg.g.mu.Unlock()
-			if ws.Row == 30 {
-				break
-			}
-			if i == 1000 {
-				t.Fatal("window size not stored within 10s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 	})
 	tg.waitFor(guestproto.TypeStdout, "ready")
 	tg.send(guestproto.TypeWindow, guestproto.FormatWindow(guestproto.Window{Rows: 40, Cols: 120}))

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/guestserver"
 )
 
 // defaultPath is docker's PATH for containers that set none.
@@ -23,15 +24,6 @@ type plan struct {
 	Cwd  string
 	ID   *ident
 }
-
-// execError is a failure to start the entrypoint, with docker's exit code
-// (126: found but not executable, 127: not found).
-type execError struct {
-	code int
-	msg  string
-}
-
-func (e *execError) Error() string { return e.msg }
 
 // makePlan resolves the user, environment, working directory and
 // executable of spec inside root. It creates the working directory when
@@ -135,9 +127,9 @@ func lookPath(root, argv0, pathEnv string) (string, error) {
 		}
 		if err := check(p); err != nil {
 			if errors.Is(err, os.ErrPermission) {
-				return "", &execError{126, fmt.Sprintf("exec: %q: permission denied", argv0)}
+				return "", &guestserver.StartError{Status: 126, Msg: fmt.Sprintf("exec: %q: permission denied", argv0)}
 			}
-			return "", &execError{127, fmt.Sprintf("exec: %q: no such file or directory", argv0)}
+			return "", &guestserver.StartError{Status: 127, Msg: fmt.Sprintf("exec: %q: no such file or directory", argv0)}
 		}
 		return p, nil
 	}
@@ -159,7 +151,7 @@ func lookPath(root, argv0, pathEnv string) (string, error) {
 		}
 	}
 	if denied {
-		return "", &execError{126, fmt.Sprintf("exec: %q: permission denied", argv0)}
+		return "", &guestserver.StartError{Status: 126, Msg: fmt.Sprintf("exec: %q: permission denied", argv0)}
 	}
-	return "", &execError{127, fmt.Sprintf("exec: %q: executable file not found in $PATH", argv0)}
+	return "", &guestserver.StartError{Status: 127, Msg: fmt.Sprintf("exec: %q: executable file not found in $PATH", argv0)}
 }

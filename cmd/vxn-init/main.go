@@ -47,21 +47,19 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/guestserver"
 	"github.com/vxn-dev/vxn/pkg/termios"
 )
 
@@ -92,35 +90,12 @@ func main() {
 
 // guest is the state of one boot.
 type guest struct {
-	t0    time.Time
-	cl    cmdline
-	con   *os.File
-	w     *guestproto.Writer
-	specs chan *guestproto.Spec
-	sigs  chan syscall.Signal
-	rp    *reaper
-	// chroot is false only in tests (see procSpec.chroot).
-	chroot bool
-	// pts overrides the devpts directory for terminals (tests only).
-	pts string
-	// drain bounds how long output of leftover processes is still read
-	// after a process exited (they may keep the pipes open).
-	drain time.Duration
-
-	mu       sync.Mutex
-	stdin    *inQueue // the main process's stdin (Stdin frames)
-	mainSpec *guestproto.Spec
-	root     string // container root once the main process runs
-	mainProc *proc
-	ended    bool // the main process ended: no more exec sessions
-	sessions map[uint32]*proc
-	windows  map[uint32]unix.Winsize
-	execs    sync.WaitGroup
-}
-
-func newGuest(t0 time.Time) *guest {
-	return &guest{t0: t0, specs: make(chan *guestproto.Spec, 1), sigs: make(chan syscall.Signal, 8),
-		chroot: true, drain: 200 * time.Millisecond, sessions: map[uint32]*proc{}, windows: map[uint32]unix.Winsize{}}
+	t0  time.Time
+	cl  cmdline
+	con *os.File
+	w   *guestproto.Writer
+	srv *guestserver.Server
+	st  *starter
 }
 
 func (g *guest) logf(format string, args ...any) {
@@ -129,62 +104,45 @@ func (g *guest) logf(format string, args ...any) {
 	}
 }
 
-// fatal reports an init failure and returns its exit status.
-func (g *guest) fatal(err error) int {
-	code := 125
-	var ee *execError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
-	if g.w != nil {
-		g.w.WriteFrame(guestproto.TypeFatal, []byte(err.Error()))
-	} else {
-		fmt.Fprintln(os.Stderr, "vxn-init:", err)
-	}
-	return code
-}
-
 func pid1(t0 time.Time) (int, *os.File) {
-	g := newGuest(t0)
-	code := g.main()
-	g.finish(code)
-	return code, g.con
+	g := &guest{t0: t0}
+	if err := g.boot(); err != nil {
+		// Before the protocol server runs: report like it does.
+		code := 125
+		if g.w == nil {
+			fmt.Fprintln(os.Stderr, "vxn-init:", err)
+		} else {
+			g.w.WriteFrame(guestproto.TypeFatal, []byte(err.Error()))
+		}
+		if g.reportExit(code) && g.w != nil {
+			g.w.WriteExit(code)
+		}
+		return code, g.con
+	}
+	return g.srv.Run(context.Background()), g.con
 }
 
-// finish ends the exec sessions still running (each reported with its
-// ExecExit) and reports the exit status: first to xenstore data/vxn-exit
-// (under Xen; Dom0's fallback when the Exit frame is lost), then as the
-// Exit frame.
-func (g *guest) finish(code int) {
-	g.mu.Lock()
-	g.ended = true
-	for _, p := range g.sessions {
-		p.signal(syscall.SIGKILL)
-	}
-	g.mu.Unlock()
-	done := make(chan struct{})
-	go func() { g.execs.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+// reportExit writes the exit status to xenstore data/vxn-exit (under Xen;
+// Dom0's fallback when the Exit frame is lost) before the Exit frame.
+func (g *guest) reportExit(code int) bool {
 	if err := xenstoreWrite("data/vxn-exit", strconv.Itoa(code)); err != nil {
 		g.logf("%v", err)
 	}
-	if g.w != nil {
-		g.w.WriteExit(code)
-	}
+	return true
 }
 
-func (g *guest) main() int {
+// boot mounts the init's file systems, opens the protocol console, loads
+// the modules and sets up the protocol server (g.srv), which then runs the
+// rest: Ready, the spec, setup (g.setup), the job.
+func (g *guest) boot() error {
 	if err := mountBase(); err != nil {
-		return g.fatal(err)
+		return err
 	}
 	cmd, _ := os.ReadFile("/proc/cmdline")
 	g.cl = parseCmdline(string(cmd))
 	con, err := os.OpenFile("/dev/"+g.cl.Console, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		return g.fatal(fmt.Errorf("opening protocol console: %w", err))
+		return fmt.Errorf("opening protocol console: %w", err)
 	}
 	g.con = con
 	// Raw: no echo (the spec must not be echoed into Dom0's console log),
@@ -201,45 +159,52 @@ func (g *guest) main() int {
 	// taking memory from the container (3 MB of a 64 MB guest).
 	os.RemoveAll("/lib/modules")
 	initDur := time.Since(g.t0)
-	ready, _ := json.Marshal(guestproto.ReadyInfo{Version: 1, UptimeMS: uptime().Milliseconds(), InitMS: initDur.Milliseconds(), Kernel: rel})
 	signal.Ignore(syscall.SIGPIPE)
+	g.st = &starter{rp: newReaper(), chroot: true, drain: 200 * time.Millisecond}
+	var tSpec time.Time
+	g.srv = guestserver.New(guestserver.Config{
+		Writer:  g.w,
+		Starter: g.st,
+		Ready:   guestproto.ReadyInfo{Version: 1, UptimeMS: uptime().Milliseconds(), InitMS: initDur.Milliseconds(), Kernel: rel},
+		Setup: func(spec *guestproto.Spec) error {
+			tSpec = time.Now()
+			g.logf("spec received")
+			return g.setup(spec)
+		},
+		Started: func(pid int) guestproto.StartedInfo {
+			return guestproto.StartedInfo{UptimeMS: uptime().Milliseconds(),
+				InitMS: (initDur + time.Since(tSpec)).Milliseconds(), Pid: pid}
+		},
+		ReportExit: g.reportExit,
+	})
 	fwd := make(chan os.Signal, 4)
 	signal.Notify(fwd, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
 		for s := range fwd {
-			g.sigs <- s.(syscall.Signal)
+			g.srv.Signal(int(s.(syscall.Signal)))
 		}
 	}()
-	g.rp = newReaper()
-
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return g.fatal(err)
-	}
-	g.stdin = newInQueue(inW) // buffers Stdin frames until the process starts
-	go g.readConsole(g.con)
+	go g.srv.ReadConsole(g.con)
 	if g.cl.Spec != "console" {
 		go g.readSpecFile(g.cl.Spec)
 	}
-	g.w.WriteFrame(guestproto.TypeReady, ready)
-	spec := <-g.specs
-	if spec == nil {
-		return g.fatal(errors.New("no job spec received"))
-	}
-	tSpec := time.Now()
-	g.logf("spec received")
+	return nil
+}
 
+// setup prepares the container of spec: its root file system, host name,
+// network and /etc/resolv.conf.
+func (g *guest) setup(spec *guestproto.Spec) error {
 	root, err := setupRoot(spec)
 	if err != nil {
-		return g.fatal(err)
+		return err
 	}
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
-			return g.fatal(fmt.Errorf("sethostname: %w", err))
+			return fmt.Errorf("sethostname: %w", err)
 		}
 	}
 	if err := setupNet(spec.Net, 10*time.Second); err != nil {
-		return g.fatal(err)
+		return err
 	}
 	resolv := spec.ResolvConf
 	if resolv == "" && spec.Net != nil && len(spec.Net.DNS) > 0 {
@@ -247,109 +212,16 @@ func (g *guest) main() int {
 	}
 	if resolv != "" {
 		if err := writeResolvConf(root, resolv); err != nil {
-			return g.fatal(fmt.Errorf("writing /etc/resolv.conf: %w", err))
+			return fmt.Errorf("writing /etc/resolv.conf: %w", err)
 		}
 	}
-	return g.runMain(root, spec, inR, func(pid int) {
-		info, _ := json.Marshal(guestproto.StartedInfo{UptimeMS: uptime().Milliseconds(),
-			InitMS: (initDur + time.Since(tSpec)).Milliseconds(), Pid: pid})
-		g.w.WriteFrame(guestproto.TypeStarted, info)
-	})
+	g.st.setRoot(root)
+	return nil
 }
 
-// runMain starts the main process of spec in root and returns its exit
-// status once it ended. inR is the read end of the pipe g.stdin writes to
-// (startProc takes it over). Signals from g.sigs are forwarded to it meanwhile.
-func (g *guest) runMain(root string, spec *guestproto.Spec, inR *os.File, started func(pid int)) int {
-	p, err := makePlan(root, spec)
-	if err != nil {
-		inR.Close()
-		return g.fatal(err)
-	}
-	ps := &procSpec{plan: p, chroot: g.chroot, tty: spec.TTY, stdin: spec.Stdin, stdinR: inR, pts: g.pts,
-		stdout: g.w.Stream(guestproto.TypeStdout), stderr: g.w.Stream(guestproto.TypeStderr)}
-	g.mu.Lock()
-	ps.win = g.windows[0]
-	pr, err := startProc(g.rp, ps)
-	if err == nil {
-		g.mainProc, g.mainSpec, g.root = pr, spec, root
-	}
-	g.mu.Unlock()
-	if err != nil {
-		return g.fatal(err)
-	}
-	if started != nil {
-		started(pr.pid)
-	}
-	for {
-		select {
-		case ws := <-pr.status:
-			return pr.finish(ws, g.drain)
-		case s := <-g.sigs:
-			pr.signal(s)
-		}
-	}
-}
-
-// readConsole handles Dom0's frames: the spec, stdin, signals, window
-// sizes and exec sessions.
-func (g *guest) readConsole(con io.Reader) {
-	rd := guestproto.NewReader(con)
-	gotSpec := false
-	var specs guestproto.SpecReader // a large spec comes in parts
-	for {
-		f, err := rd.Next()
-		if err != nil {
-			if !gotSpec {
-				select {
-				case g.specs <- nil:
-				default:
-				}
-			}
-			return
-		}
-		switch f.Type {
-		case guestproto.TypeSpecPart, guestproto.TypeSpec:
-			if gotSpec {
-				continue
-			}
-			s, err := specs.Frame(f)
-			if s == nil && err == nil {
-				continue // a part
-			}
-			if err != nil {
-				g.w.WriteFrame(guestproto.TypeFatal, []byte(err.Error()))
-				continue
-			}
-			gotSpec = true
-			select { // a spec from vxn.spec= may have been first
-			case g.specs <- s:
-			default:
-			}
-		case guestproto.TypeStdin:
-			g.stdin.Write(f.Payload)
-		case guestproto.TypeStdinClose:
-			g.stdin.Close()
-		case guestproto.TypeSignal:
-			var n int
-			if _, err := fmt.Sscan(string(f.Payload), &n); err == nil && n > 0 && n < 65 {
-				g.sigs <- syscall.Signal(n)
-			}
-		case guestproto.TypeWindow:
-			g.window(f.Payload)
-		case guestproto.TypeExec:
-			g.startExec(f.Payload)
-		case guestproto.TypeExecData:
-			g.execData(f.Payload)
-		case guestproto.TypeExecSignal:
-			g.execSignal(f.Payload)
-		}
-	}
-}
-
-// readSpecFile reads the spec from the first Spec frame in a file or
-// device (vxn.spec=/dev/xvdc): the alternative to the console for
-// toolstacks that cannot write to the console before the guest runs.
+// readSpecFile reads the spec from a file or device (vxn.spec=/dev/xvdc):
+// the alternative to the console for toolstacks that cannot write to the
+// console before the guest runs.
 func (g *guest) readSpecFile(p string) {
 	if err := waitDev(p, 10*time.Second); err != nil {
 		g.w.WriteFrame(guestproto.TypeFatal, []byte(err.Error()))
@@ -361,30 +233,5 @@ func (g *guest) readSpecFile(p string) {
 		return
 	}
 	defer f.Close()
-	// Room for the largest spec in parts (base64 and frame headers).
-	rd := guestproto.NewReader(io.LimitReader(f, int64(guestproto.MaxSpec/3*4+(guestproto.MaxSpec/guestproto.MaxPayload+2)*guestproto.MaxLine)))
-	var specs guestproto.SpecReader
-	for {
-		fr, err := rd.Next()
-		if err != nil {
-			g.w.WriteFrame(guestproto.TypeFatal, []byte(fmt.Sprintf("%s: no job spec frame", p)))
-			return
-		}
-		if fr.Type == guestproto.TypeSpecPart {
-			specs.Frame(fr)
-			continue
-		}
-		if fr.Type == guestproto.TypeSpec {
-			s, err := specs.Frame(fr)
-			if err != nil {
-				g.w.WriteFrame(guestproto.TypeFatal, []byte(fmt.Sprintf("%s: %v", p, err)))
-				return
-			}
-			select {
-			case g.specs <- s:
-			default:
-			}
-			return
-		}
-	}
+	g.srv.ReadSpecFile(f, p)
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxn-dev/vxn/pkg/guestserver"
 	"github.com/vxn-dev/vxn/pkg/termios"
 )
 
@@ -101,35 +102,36 @@ type procSpec struct {
 	pts string
 	// win is the terminal's initial size (tty only; zero = kernel default).
 	win unix.Winsize
-	// stdin keeps stdin open, fed through proc.in; otherwise /dev/null
-	// (with a terminal: nothing is ever typed).
-	stdin bool
-	// stdinR, when set, is the read end of an existing input pipe to use
-	// instead of a new one (proc.in is then nil); startProc closes it.
-	stdinR *os.File
+	// stdin, when set, is the process's input (copied into a pipe, or to
+	// the terminal); otherwise stdin is /dev/null (with a terminal:
+	// nothing is ever typed).
+	stdin io.Reader
 	// stdout and stderr receive the output (frame streams).
 	stdout, stderr io.Writer
+	// drain bounds how long output is read after the process exited.
+	drain time.Duration
 }
 
 // proc is a started process.
 type proc struct {
 	pid    int
 	status <-chan syscall.WaitStatus
-	// in feeds stdin; Close is end of input (with a terminal: ^D).
-	in *inQueue
 	// master is the pty master (tty only).
 	master *os.File
 	outs   []*os.File // read ends of the output pipes, or the master
 	pumps  sync.WaitGroup
-	inR    *os.File // stdin pipe's read end when a copier feeds the master
+	drain  time.Duration
 }
 
-// startProc starts s. Only start failures are errors (an *execError
-// carries docker's 126/127).
+// startProc starts s. Only start failures are errors (a
+// *guestserver.StartError carries docker's 126/127).
 func startProc(rp *reaper, s *procSpec) (*proc, error) {
-	p := &proc{}
+	p := &proc{drain: s.drain}
 	var files []*os.File // the child's 0, 1, 2
 	var closeAfter []*os.File
+	// in is the read end of the input pipe (no terminal), nil without
+	// stdin; feed copies s.stdin into it once the process runs.
+	var in, feed *os.File
 	fail := func(err error) (*proc, error) {
 		for _, f := range closeAfter {
 			f.Close()
@@ -137,29 +139,19 @@ func startProc(rp *reaper, s *procSpec) (*proc, error) {
 		for _, f := range p.outs {
 			f.Close()
 		}
-		if p.in != nil {
-			p.in.Close()
-		}
-		if p.inR != nil {
-			p.inR.Close()
+		if feed != nil {
+			feed.Close()
 		}
 		return nil, err
 	}
-	// in is the read end of the input pipe, nil without stdin.
-	in := s.stdinR
-	if !s.stdin && in != nil {
-		in.Close()
-		in = nil
-	}
-	if s.stdin && in == nil {
+	if s.stdin != nil && !s.tty {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return fail(err)
 		}
-		in, p.in = r, newInQueue(w)
+		in, feed = r, w
 	}
 	if s.tty {
-		p.inR = in
 		pts := s.pts
 		if pts == "" {
 			var err error
@@ -232,9 +224,9 @@ func startProc(rp *reaper, s *procSpec) (*proc, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR):
-			return fail(&execError{127, fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
+			return fail(&guestserver.StartError{Status: 127, Msg: fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
 		default:
-			return fail(&execError{126, fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
+			return fail(&guestserver.StartError{Status: 126, Msg: fmt.Sprintf("exec %q: %v", s.plan.Args[0], err)})
 		}
 	}
 	for _, f := range closeAfter {
@@ -260,12 +252,15 @@ func startProc(rp *reaper, s *procSpec) (*proc, error) {
 	p.pumps.Add(len(p.outs))
 	if s.tty {
 		go pump(p.master, s.stdout)
-		if p.inR != nil {
-			go copyToTerminal(p.master, p.inR)
+		if s.stdin != nil {
+			go copyToTerminal(p.master, s.stdin)
 		}
 	} else {
 		go pump(p.outs[0], s.stdout)
 		go pump(p.outs[1], s.stderr)
+		if feed != nil {
+			go copyToPipe(feed, s.stdin)
+		}
 	}
 	return p, nil
 }
@@ -273,7 +268,7 @@ func startProc(rp *reaper, s *procSpec) (*proc, error) {
 // copyToTerminal copies input to a pty master and ends it with the
 // terminal's EOF character, as a user's ^D: twice when the last line is
 // unterminated (the first only ends that read).
-func copyToTerminal(master, in *os.File) {
+func copyToTerminal(master *os.File, in io.Reader) {
 	buf := make([]byte, 3<<10)
 	last := byte('\n')
 	for {
@@ -318,12 +313,6 @@ func (p *proc) finish(ws syscall.WaitStatus, drain time.Duration) int {
 	for _, f := range p.outs {
 		f.Close()
 	}
-	if p.in != nil {
-		p.in.Close()
-	}
-	if p.inR != nil {
-		p.inR.Close()
-	}
 	return exitCode(ws)
 }
 
@@ -340,58 +329,12 @@ func openPty(pts string, ws *unix.Winsize) (master, slave *os.File, err error) {
 	return m, s, nil
 }
 
-// inQueue writes stdin data to a pipe from its own goroutine, so that the
-// console reader never blocks on a process that does not read its input.
-type inQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	bufs   [][]byte
-	closed bool
-}
-
-func newInQueue(w *os.File) *inQueue {
-	q := &inQueue{}
-	q.cond = sync.NewCond(&q.mu)
-	go func() {
-		defer w.Close()
-		broken := false
-		for {
-			q.mu.Lock()
-			for len(q.bufs) == 0 && !q.closed {
-				q.cond.Wait()
-			}
-			if len(q.bufs) == 0 {
-				q.mu.Unlock()
-				return
-			}
-			b := q.bufs[0]
-			q.bufs = q.bufs[1:]
-			q.mu.Unlock()
-			if !broken {
-				if _, err := w.Write(b); err != nil {
-					broken = true // the reader is gone: drop the rest
-				}
-			}
-		}
-	}()
-	return q
-}
-
-// Write queues a copy of b.
-func (q *inQueue) Write(b []byte) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || len(b) == 0 {
-		return
+// copyToPipe copies input to the process's stdin pipe until the input
+// ends, then closes the pipe. When the process stops reading (the pipe is
+// broken) the rest of the input is read and dropped.
+func copyToPipe(w *os.File, in io.Reader) {
+	defer w.Close()
+	if _, err := io.Copy(w, in); err != nil {
+		io.Copy(io.Discard, in)
 	}
-	q.bufs = append(q.bufs, append([]byte(nil), b...))
-	q.cond.Broadcast()
-}
-
-// Close ends the input once the queued data is written.
-func (q *inQueue) Close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	q.cond.Broadcast()
 }

@@ -1,8 +1,8 @@
 // Package faketoolstack is an in-process toolstack.Toolstack for tests
 // without Xen: Fake keeps domains as records and "boots" one by running a Go
 // function (GuestFunc) on an in-memory console; Init is such a function
-// speaking vxn-init's side of the console protocol, running a Program such
-// as ScriptProgram.
+// running vxn-init's own protocol server (pkg/guestserver) with a Program
+// such as ScriptProgram as the container's processes.
 //
 // Linking the package registers the process's Fake (Shared) as the
 // toolstack "fake" (toolstack.Register), selected with VXN_TOOLSTACK=fake.

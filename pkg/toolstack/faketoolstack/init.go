@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vxn-dev/vxn/pkg/guestproto"
+	"github.com/vxn-dev/vxn/pkg/guestserver"
 )
 
 // Proc is a running fake process (the container's main process or an exec
@@ -63,268 +65,129 @@ func (p *Proc) StartFailed(status int, msg string) int {
 // exec session: the main process ended).
 type Program func(ctx context.Context, p *Proc) int
 
-// Init returns a GuestFunc that behaves like vxn-init on the console:
-// some kernel noise, Ready, wait for the Spec, Started, the program's output
-// as Stdout/Stderr frames, then the exit status in the xenstore key
-// data/vxn-exit and an Exit frame. Stdin, StdinClose, Signal and Window
-// frames are delivered to the program. Exec frames start exec sessions
-// running the same program (argv from the ExecSpec) concurrently; their
-// output is ExecData, their end ExecExit. When the main process ends, the
-// sessions still running are cancelled (their ctx is done) and reported
-// before the Exit frame.
+// Init returns a GuestFunc that behaves like vxn-init on the console: it
+// runs the same protocol server (pkg/guestserver) after some kernel noise,
+// with prog as the container's processes: Ready, the job spec, Started,
+// the program's output as Stdout/Stderr frames, then the exit status in
+// the xenstore key data/vxn-exit and an Exit frame. Stdin, StdinClose,
+// Signal and Window frames are delivered to the program. Exec frames start
+// exec sessions running the same program (argv from the ExecSpec)
+// concurrently; their output is ExecData, their end ExecExit. When the main
+// process ends, the sessions still running are cancelled (their ctx is
+// done) and reported before the Exit frame. A shutdown request is signal
+// 15 to the main process.
 func Init(prog Program) GuestFunc {
 	return func(ctx context.Context, g *Guest) {
-		fi := &fakeInit{g: g, prog: prog, w: guestproto.NewWriter(g.Console),
-			sessions: map[uint32]*fakeSession{}, windows: map[uint32]guestproto.Window{}}
-		fi.run(ctx)
+		io.WriteString(g.Console, "[    0.000000] Linux version 6.1.0-fake (fake kernel noise)\n")
+		st := &fakeStarter{ctx: ctx, prog: prog}
+		srv := guestserver.New(guestserver.Config{
+			Writer:  guestproto.NewWriter(g.Console),
+			Starter: st,
+			Ready:   guestproto.ReadyInfo{Version: 1, UptimeMS: 1, InitMS: 1, Kernel: "6.1.0-fake"},
+			Started: func(pid int) guestproto.StartedInfo { return guestproto.StartedInfo{UptimeMS: 2, InitMS: 1, Pid: pid} },
+			ReportExit: func(code int) bool {
+				if ctx.Err() != nil {
+					return false // destroyed: nobody is left to tell
+				}
+				g.XenstoreWrite("data/vxn-exit", strconv.Itoa(code))
+				return !st.dropExit.Load()
+			},
+		})
+		go srv.ReadConsole(g.Console)
+		go func() {
+			select {
+			case <-g.ShutdownRequested:
+				srv.Signal(15)
+			case <-ctx.Done():
+			}
+		}()
+		srv.Run(ctx)
 	}
 }
 
-type fakeInit struct {
-	g    *Guest
-	prog Program
-	w    *guestproto.Writer
-
-	mu       sync.Mutex
-	main     *guestproto.Spec // set once the main process runs
-	ended    bool             // main process ended: no more sessions
-	sessions map[uint32]*fakeSession
-	windows  map[uint32]guestproto.Window
-	wg       sync.WaitGroup // running sessions
-	execCtx  context.Context
+// fakeStarter runs a Program for every process of the container.
+type fakeStarter struct {
+	ctx      context.Context
+	prog     Program
+	dropExit atomic.Bool // the main process asked for no Exit frame
 }
 
-type fakeSession struct {
-	stdin *bufPipe
-	sigs  chan int
+// fakeProc is a running Program.
+type fakeProc struct {
+	p      *Proc
+	cancel context.CancelFunc
+	sigs   chan int
+	done   chan struct{}
+	code   int
+
+	mu  sync.Mutex
+	win guestproto.Window
 }
 
-func (fi *fakeInit) window(id uint32) func() guestproto.Window {
-	return func() guestproto.Window {
-		fi.mu.Lock()
-		defer fi.mu.Unlock()
-		return fi.windows[id]
+// Start implements guestserver.Starter: the program runs in a goroutine.
+func (st *fakeStarter) Start(ps *guestserver.ProcSpec) (guestserver.Proc, error) {
+	ctx, cancel := context.WithCancel(st.ctx)
+	fp := &fakeProc{cancel: cancel, sigs: make(chan int, 16), done: make(chan struct{}), win: ps.Window}
+	p := &Proc{Spec: ps.Spec, Session: ps.Session, Stdin: strings.NewReader(""), Signals: fp.sigs,
+		Window: fp.window, Stdout: ps.Stdout, Stderr: ps.Stderr}
+	if ps.Stdin != nil {
+		p.Stdin = ps.Stdin
+		context.AfterFunc(ctx, ps.Stdin.Close) // a destroyed domain's input ends
 	}
-}
-
-func (fi *fakeInit) run(ctx context.Context) {
-	w, g := fi.w, fi.g
-	io.WriteString(g.Console, "[    0.000000] Linux version 6.1.0-fake (fake kernel noise)\n")
-	ready, _ := json.Marshal(guestproto.ReadyInfo{Version: 1, UptimeMS: 1, InitMS: 1, Kernel: "6.1.0-fake"})
-	if w.WriteFrame(guestproto.TypeReady, ready) != nil {
-		return
+	if ps.Spec.TTY {
+		p.Stdout = onlcr{p.Stdout}
+		p.Stderr = p.Stdout
 	}
-	specc := make(chan *guestproto.Spec, 1)
-	sigc := make(chan int, 16)
-	stdin := newBufPipe()
-	execCtx, cancelExec := context.WithCancel(ctx)
-	defer cancelExec()
-	fi.execCtx = execCtx
+	fp.p = p
 	go func() {
-		<-ctx.Done()
-		stdin.Close()
-	}()
-	go fi.readConsole(specc, sigc, stdin)
-	go func() {
-		select {
-		case <-g.ShutdownRequested:
-			sigc <- 15
-		case <-ctx.Done():
+		defer close(fp.done)
+		defer cancel()
+		fp.code = st.prog(ctx, p)
+		if p.Session == 0 && p.DropExit {
+			st.dropExit.Store(true)
 		}
 	}()
-	var spec *guestproto.Spec
+	return fp, nil
+}
+
+func (fp *fakeProc) window() guestproto.Window {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return fp.win
+}
+
+// Pid implements guestserver.Proc: the main process is 2, sessions 2+id.
+func (fp *fakeProc) Pid() int { return 2 + int(fp.p.Session) }
+
+// Signal implements guestserver.Proc: the signal goes to Proc.Signals.
+func (fp *fakeProc) Signal(signo int) {
 	select {
-	case spec = <-specc:
-	case <-ctx.Done():
-		return
-	}
-	if spec == nil {
-		w.WriteExit(125)
-		return
-	}
-	started, _ := json.Marshal(guestproto.StartedInfo{UptimeMS: 2, InitMS: 1, Pid: 2})
-	w.WriteFrame(guestproto.TypeStarted, started)
-	fi.mu.Lock()
-	fi.main = spec
-	fi.mu.Unlock()
-	p := &Proc{Spec: spec, Stdin: strings.NewReader(""), Signals: sigc, Window: fi.window(0)}
-	if spec.Stdin {
-		p.Stdin = stdin
-	}
-	p.Stdout, p.Stderr = w.Stream(guestproto.TypeStdout), w.Stream(guestproto.TypeStderr)
-	if spec.TTY {
-		p.Stdout = onlcr{p.Stdout}
-		p.Stderr = p.Stdout
-	}
-	code := fi.prog(ctx, p)
-	// The container ends with its main process: end the exec sessions.
-	fi.mu.Lock()
-	fi.ended = true
-	fi.mu.Unlock()
-	cancelExec()
-	fi.wg.Wait()
-	if ctx.Err() != nil {
-		return
-	}
-	g.XenstoreWrite("data/vxn-exit", strconv.Itoa(code))
-	if !p.DropExit {
-		w.WriteExit(code)
+	case fp.sigs <- signo:
+	default:
 	}
 }
 
-// readConsole handles Dom0's frames until the console closes.
-func (fi *fakeInit) readConsole(specc chan<- *guestproto.Spec, sigc chan<- int, stdin *bufPipe) {
-	w := fi.w
-	r := guestproto.NewReader(fi.g.Console)
-	defer stdin.Close()
-	var specs guestproto.SpecReader // a large spec comes in parts
-	for {
-		f, err := r.Next()
-		if err != nil {
-			return
-		}
-		switch f.Type {
-		case guestproto.TypeSpecPart:
-			specs.Frame(f)
-		case guestproto.TypeSpec:
-			s, err := specs.Frame(f)
-			if err != nil {
-				w.WriteFrame(guestproto.TypeFatal, []byte("bad spec: "+err.Error()))
-				s = nil
-			}
-			select {
-			case specc <- s:
-			default:
-			}
-		case guestproto.TypeStdin:
-			stdin.Write(f.Payload)
-		case guestproto.TypeStdinClose:
-			stdin.Close()
-		case guestproto.TypeSignal:
-			n, _ := strconv.Atoi(string(f.Payload))
-			select {
-			case sigc <- n:
-			default:
-			}
-		case guestproto.TypeWindow:
-			win, err := guestproto.ParseWindow(f.Payload)
-			if err != nil {
-				fi.logf("%v", err)
-				continue
-			}
-			fi.mu.Lock()
-			fi.windows[win.ID] = win
-			fi.mu.Unlock()
-		case guestproto.TypeExec:
-			fi.startExec(f.Payload)
-		case guestproto.TypeExecData:
-			d, err := guestproto.ParseExecData(f.Payload)
-			if err != nil || d.Stream != guestproto.StreamStdin {
-				fi.logf("exec data: %v", err)
-				continue
-			}
-			fi.mu.Lock()
-			s := fi.sessions[d.ID]
-			fi.mu.Unlock()
-			switch {
-			case s == nil:
-				fi.logf("exec data for session %d: no such session", d.ID)
-			case len(d.Data) == 0:
-				s.stdin.Close()
-			default:
-				s.stdin.Write(d.Data)
-			}
-		case guestproto.TypeExecSignal:
-			id, n, err := guestproto.ParseExecSignal(f.Payload)
-			if err != nil {
-				fi.logf("%v", err)
-				continue
-			}
-			fi.mu.Lock()
-			s := fi.sessions[id]
-			fi.mu.Unlock()
-			if s == nil {
-				fi.logf("exec signal for session %d: no such session", id)
-				continue
-			}
-			select {
-			case s.sigs <- n:
-			default:
-			}
-		}
-	}
+// Kill implements guestserver.Proc: the program's ctx is done.
+func (fp *fakeProc) Kill() { fp.cancel() }
+
+// Resize implements guestserver.Proc.
+func (fp *fakeProc) Resize(w guestproto.Window) {
+	fp.mu.Lock()
+	fp.win = w
+	fp.mu.Unlock()
 }
 
-func (fi *fakeInit) logf(format string, args ...any) {
-	fi.w.WriteFrame(guestproto.TypeLog, fmt.Appendf(nil, format, args...))
-}
-
-func (fi *fakeInit) execExit(e guestproto.ExecExit) {
-	b, _ := json.Marshal(e)
-	fi.w.WriteFrame(guestproto.TypeExecExit, b)
-}
-
-// startExec starts the session described by payload, or reports why not.
-func (fi *fakeInit) startExec(payload []byte) {
-	es, err := guestproto.ParseExecSpec(payload)
-	if err != nil {
-		var id struct {
-			ID uint32 `json:"id"`
-		}
-		if json.Unmarshal(payload, &id) == nil && id.ID != 0 {
-			fi.execExit(guestproto.ExecExit{ID: id.ID, Status: -1, Error: err.Error()})
-		} else {
-			fi.logf("%v", err)
-		}
-		return
+// Wait implements guestserver.Proc; a session's StartFailed is a
+// StartError.
+func (fp *fakeProc) Wait() (int, error) {
+	<-fp.done
+	if fp.p.Session == 0 {
+		return fp.code, nil
 	}
-	fi.mu.Lock()
-	defer fi.mu.Unlock()
-	switch {
-	case fi.main == nil || fi.ended:
-		fi.execExit(guestproto.ExecExit{ID: es.ID, Status: -1, Error: "exec: the container is not running"})
-		return
-	case fi.sessions[es.ID] != nil:
-		fi.execExit(guestproto.ExecExit{ID: es.ID, Status: -1, Error: fmt.Sprintf("exec: session %d is already running", es.ID)})
-		return
+	if fp.p.startErr != "" {
+		return fp.code & 0xff, &guestserver.StartError{Status: fp.code & 0xff, Msg: fp.p.startErr}
 	}
-	spec := *fi.main
-	spec.Args, spec.User, spec.TTY, spec.Stdin = es.Args, es.User, es.TTY, es.Stdin
-	if len(es.Env) > 0 {
-		spec.Env = es.Env
-	}
-	if es.Cwd != "" {
-		spec.Cwd = es.Cwd
-	}
-	s := &fakeSession{stdin: newBufPipe(), sigs: make(chan int, 16)}
-	fi.sessions[es.ID] = s
-	p := &Proc{Spec: &spec, Session: es.ID, Stdin: strings.NewReader(""), Signals: s.sigs, Window: fi.window(es.ID),
-		Stdout: fi.w.ExecStream(es.ID, guestproto.StreamStdout), Stderr: fi.w.ExecStream(es.ID, guestproto.StreamStderr)}
-	if es.Stdin {
-		p.Stdin = s.stdin
-	}
-	if es.TTY {
-		p.Stdout = onlcr{p.Stdout}
-		p.Stderr = p.Stdout
-	}
-	ctx := fi.execCtx
-	fi.wg.Add(1)
-	go func() {
-		defer fi.wg.Done()
-		stop := context.AfterFunc(ctx, func() { s.stdin.Close() })
-		defer stop()
-		code := fi.prog(ctx, p)
-		fi.mu.Lock()
-		delete(fi.sessions, es.ID)
-		fi.mu.Unlock()
-		s.stdin.Close()
-		e := guestproto.ExecExit{ID: es.ID, Status: code & 0xff}
-		if p.startErr != "" {
-			fi.logf("exec session %d: %s", es.ID, p.startErr)
-			e.Error = p.startErr
-		}
-		fi.execExit(e)
-	}()
+	return fp.code & 0xff, nil
 }
 
 // onlcr turns "\n" into "\r\n", as a terminal's output processing does.
@@ -335,54 +198,6 @@ func (o onlcr) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-// bufPipe is an in-memory pipe whose writes never block (the console
-// reader must not wait for a slow program).
-type bufPipe struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	buf    []byte
-	closed bool
-}
-
-func newBufPipe() *bufPipe {
-	p := &bufPipe{}
-	p.cond = sync.NewCond(&p.mu)
-	return p
-}
-
-func (p *bufPipe) Read(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.buf) == 0 && !p.closed {
-		p.cond.Wait()
-	}
-	if len(p.buf) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(b, p.buf)
-	p.buf = p.buf[n:]
-	return n, nil
-}
-
-func (p *bufPipe) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return 0, io.ErrClosedPipe
-	}
-	p.buf = append(p.buf, b...)
-	p.cond.Broadcast()
-	return len(b), nil
-}
-
-func (p *bufPipe) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	p.cond.Broadcast()
-	return nil
 }
 
 // ScriptProgram is a Program interpreting argv as a few built-in commands,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -389,24 +388,6 @@ func TestInitExecLifecycle(t *testing.T) {
 	}
 	if _, ok := c.next(); ok {
 		t.Errorf("frames after Exit: %s", c.dump())
-	}
-}
-
-// TestBufPipe checks the never-blocking stdin pipe.
-func TestBufPipe(t *testing.T) {
-	p := newBufPipe()
-	for i := 0; i < 100; i++ {
-		if _, err := p.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.Close()
-	if _, err := p.Write([]byte("y")); err == nil {
-		t.Error("write after close succeeded")
-	}
-	b, err := io.ReadAll(p)
-	if err != nil || len(b) != 100 {
-		t.Errorf("read %d bytes, %v", len(b), err)
 	}
 }
 
