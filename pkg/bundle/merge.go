@@ -492,6 +492,8 @@ type MergeOptions struct {
 	Registry *importer.Registry
 	// Epoch is SOURCE_DATE_EPOCH for imports.
 	Epoch *time.Time
+	// AllowPrivateFiles is plan.Options.AllowPrivateFiles.
+	AllowPrivateFiles bool
 	// DryRun stops after planning: nothing is written.
 	DryRun bool
 	// Log receives progress lines; nil discards.
@@ -532,7 +534,13 @@ func Merge(ctx context.Context, opt MergeOptions) (*MergeResult, error) {
 	if err != nil {
 		return res, err
 	}
-	p, err := plan.MakeContext(ctx, all, opt.Env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir})
+	// The bundles' files come from their payload: no warning for those.
+	var payloads []string
+	for _, b := range found {
+		payloads = append(payloads, b.Dir)
+	}
+	p, err := plan.MakeContext(ctx, all, opt.Env, plan.Options{Registry: opt.Registry, CacheDir: opt.CacheDir,
+		TrustedDirs: payloads, AllowPrivateFiles: opt.AllowPrivateFiles})
 	if err != nil {
 		return res, err
 	}

@@ -126,6 +126,13 @@ type Options struct {
 	Registry *importer.Registry
 	// CacheDir holds import outputs keyed by their inputs.
 	CacheDir string
+	// TrustedDirs are more directories guest files may come from without
+	// a warning, besides DEPLOY_DIR_IMAGE and UNPACKDIR (bundle payloads).
+	TrustedDirs []string
+	// AllowPrivateFiles accepts a kernel, ramdisk or rootfs outside those
+	// directories that others may not read (xenbundle
+	// --allow-private-files); it is refused otherwise.
+	AllowPrivateFiles bool
 }
 
 // Make validates specs against env and the file system and returns the
@@ -163,7 +170,7 @@ func MakeContext(ctx context.Context, specs []*guest.Spec, env Env, opts Options
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		g, err := resolveGuest(ctx, s, env, opts, check, &tools)
+		g, err := resolveGuest(ctx, s, env, opts, check, &tools, &p.Warnings)
 		if err != nil {
 			if es, ok := err.(guest.Errors); ok {
 				errs = append(errs, es...)
@@ -215,8 +222,23 @@ func toolNames(tools []importer.Tool) string {
 	return strings.Join(names, ", ")
 }
 
-func resolveGuest(ctx context.Context, s *guest.Spec, env Env, opts Options, check func(g, what, result string), tools *[]importer.Tool) (*Guest, error) {
+func resolveGuest(ctx context.Context, s *guest.Spec, env Env, opts Options, check func(g, what, result string), tools *[]importer.Tool, warnings *[]string) (*Guest, error) {
 	var errs guest.Errors
+	// outside checks a file given by a setting (see outsideFile).
+	outside := func(setting, value, file string) bool {
+		if value == "" || value == guest.KernelNone {
+			return true
+		}
+		w, err := outsideFile(s, env, opts, setting, file)
+		if err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		if w != "" {
+			*warnings = append(*warnings, w)
+		}
+		return true
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -254,22 +276,25 @@ func resolveGuest(ctx context.Context, s *guest.Spec, env Env, opts Options, che
 		rootfs, err := resolveRootfs(s, env)
 		if err != nil {
 			errs = append(errs, err)
-		} else {
+		} else if outside(guest.SettingRootfs, s.Rootfs, rootfs) {
 			g.Rootfs = rootfs
 			check(s.Name, "rootfs", rootfs)
 		}
 	}
-	if k, err := resolveKernel(s, env); err != nil {
+	switch k, err := resolveKernel(s, env); {
+	case err != nil:
 		errs = append(errs, err)
-	} else if k != "" {
+	case !outside(guest.SettingKernel, s.Kernel, k):
+		// refused: the error is in errs
+	case k != "":
 		g.Kernel = k
 		check(s.Name, "kernel", k)
-	} else {
+	default:
 		check(s.Name, "kernel", "none ("+g.Type+" guest)")
 	}
 	if r, err := resolveRamdisk(s, env); err != nil {
 		errs = append(errs, err)
-	} else if r != "" {
+	} else if outside(guest.SettingRamdisk, s.Ramdisk, r) && r != "" {
 		g.Ramdisk = r
 		check(s.Name, "ramdisk", r)
 	}

@@ -7,6 +7,7 @@ package xenbundle
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -369,5 +370,80 @@ func TestSmallHostileInputs(t *testing.T) {
 	conf := write("BUNDLED_XEN_GUESTS = \"a\"\nXEN_GUEST_TYPE[a] = \"hvm\"\nXEN_GUEST_SOURCE_TYPE[a] = \"rootfs_dir\"\nXEN_GUEST_SOURCE_FILE[a] = \"" + link + "\"\n")
 	if _, errOut, code := run(t, args(conf, filepath.Join(dir, "r3"))...); code != 0 {
 		t.Fatalf("symlinked source directory: %s", errOut)
+	}
+}
+
+// TestGuestFilesOutsideDeployDir: XEN_GUEST_KERNEL, XEN_GUEST_RAMDISK and
+// XEN_GUEST_ROOTFS outside DEPLOY_DIR_IMAGE and UNPACKDIR (directly or
+// through a symlink in the deploy dir) used to be copied into the Dom0 tree
+// without a word, /etc/shadow-like private files included (issue 11 item 6).
+func TestGuestFilesOutsideDeployDir(t *testing.T) {
+	deploy, unpack := fixture(t)
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	os.MkdirAll(outside, 0o755)
+	kernel := filepath.Join(outside, "kernel")
+	secret := filepath.Join(outside, "shadow")
+	os.WriteFile(kernel, []byte("an outside kernel\n"), 0o644)
+	os.WriteFile(secret, []byte("root:$6$host-secret:19000:0:99999:7:::\n"), 0o600)
+	if err := os.Symlink(secret, filepath.Join(deploy, "sneaky")); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "local.conf")
+	n := 0
+	cmd := func(verb, extra string, flags ...string) []string {
+		n++
+		os.WriteFile(conf, []byte("BUNDLED_XEN_GUESTS = \"my-vendor-guest\"\nXEN_GUEST_ROOTFS[my-vendor-guest] = \"vendor-rootfs.ext4\"\n"+extra), 0o644)
+		args := []string{verb, "--conf", conf, "--deploy-dir", deploy, "--unpackdir", unpack, "--cache-dir", filepath.Join(dir, "cache")}
+		if verb == "install" {
+			args = append(args, "-q", "--rootfs", filepath.Join(dir, fmt.Sprintf("r%d", n)))
+		}
+		return append(args, flags...)
+	}
+
+	// Readable by others: a warning naming guest, setting and file.
+	for _, verb := range []string{"plan", "install"} {
+		_, errOut, code := run(t, cmd(verb, "XEN_GUEST_KERNEL[my-vendor-guest] = \""+kernel+"\"\n")...)
+		if code != 0 {
+			t.Fatalf("%s with an outside kernel: %s", verb, errOut)
+		}
+		for _, w := range []string{"warning:", `guest "my-vendor-guest"`, "XEN_GUEST_KERNEL[my-vendor-guest]", kernel, "outside DEPLOY_DIR_IMAGE"} {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", verb, w, errOut)
+			}
+		}
+	}
+	// Inside the deploy dir: no warning.
+	if _, errOut, code := run(t, cmd("plan", "XEN_GUEST_KERNEL[my-vendor-guest] = \"vendor-kernel\"\n")...); code != 0 || strings.Contains(errOut, "outside") {
+		t.Errorf("kernel in the deploy dir: code %d, stderr %s", code, errOut)
+	}
+
+	// Private: refused, naming the setting, the file and the flag; nothing
+	// written. A symlink in the deploy dir to it is no way around.
+	for _, tc := range []struct{ setting, extra string }{
+		{"XEN_GUEST_RAMDISK[my-vendor-guest]", "XEN_GUEST_KERNEL[my-vendor-guest] = \"vendor-kernel\"\nXEN_GUEST_RAMDISK[my-vendor-guest] = \"" + secret + "\"\n"},
+		{"XEN_GUEST_KERNEL[my-vendor-guest]", "XEN_GUEST_KERNEL[my-vendor-guest] = \"sneaky\"\n"},
+	} {
+		for _, verb := range []string{"plan", "install"} {
+			args := cmd(verb, tc.extra)
+			_, errOut, code := run(t, args...)
+			if code == 0 {
+				t.Fatalf("%s %s = a private file outside: accepted", verb, tc.setting)
+			}
+			for _, w := range []string{tc.setting, secret, "not readable by others", "--allow-private-files"} {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("%s %s: error lacks %q:\n%s", verb, tc.setting, w, errOut)
+				}
+			}
+			if verb == "install" {
+				if _, err := os.Stat(args[len(args)-1]); err == nil {
+					t.Errorf("install refused but wrote %s", args[len(args)-1])
+				}
+			}
+			args = append(args, "--allow-private-files")
+			if _, errOut, code := run(t, args...); code != 0 || !strings.Contains(errOut, tc.setting) {
+				t.Errorf("%s %s with --allow-private-files: code %d:\n%s", verb, tc.setting, code, errOut)
+			}
+		}
 	}
 }

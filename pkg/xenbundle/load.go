@@ -29,6 +29,10 @@ type Inputs struct {
 	List         string
 	HostMemoryMB int
 	Dom0MemoryMB int
+	// AllowPrivateFiles accepts guest files outside the deploy and unpack
+	// directories that others may not read (plan and install's
+	// --allow-private-files).
+	AllowPrivateFiles bool
 
 	// registry is built by load: the built-in import handlers plus the
 	// custom ones the inputs declare.

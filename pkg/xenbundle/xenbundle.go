@@ -120,7 +120,8 @@ func planWithBundles(cmd *cobra.Command, in *Inputs, rootfs string) (*plan.Plan,
 	if err != nil {
 		return nil, err
 	}
-	res, err := bundle.Merge(cmd.Context(), bundle.MergeOptions{Target: target, Specs: specs, Env: env, Registry: in.registry, DryRun: true, CacheDir: os.TempDir()})
+	res, err := bundle.Merge(cmd.Context(), bundle.MergeOptions{Target: target, Specs: specs, Env: env, Registry: in.registry, DryRun: true, CacheDir: os.TempDir(),
+		AllowPrivateFiles: in.AllowPrivateFiles})
 	if res != nil {
 		for _, w := range res.Warnings {
 			fmt.Fprintln(cmd.ErrOrStderr(), "xenbundle: warning:", w)
@@ -139,7 +140,7 @@ func makePlan(ctx context.Context, in *Inputs, cacheDir string) (*plan.Plan, *im
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := plan.MakeContext(ctx, specs, env, plan.Options{Registry: in.registry, CacheDir: cacheDir})
+	p, err := plan.MakeContext(ctx, specs, env, plan.Options{Registry: in.registry, CacheDir: cacheDir, AllowPrivateFiles: in.AllowPrivateFiles})
 	return p, in.registry, err
 }
 
@@ -188,6 +189,7 @@ func planCommand() *cobra.Command {
 	cmd.Flags().StringVar(&rootfs, "rootfs", "", "target Dom0 root filesystem (directory or ext4 image); shown only")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&showConfigs, "show-configs", true, "print the rendered xl configs")
+	cmd.Flags().BoolVar(&in.AllowPrivateFiles, "allow-private-files", false, "accept a guest kernel, ramdisk or rootfs outside the deploy and unpack directories that others may not read (refused by default)")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "cache of import outputs ($XENBUNDLE_CACHE), checked for stale temporaries")
 	return cmd
 }
@@ -290,7 +292,7 @@ func installCommand() *cobra.Command {
 			// variable-driven guests, in one validated plan (one code
 			// path: with no bundle installed this is a plain install).
 			opt := bundle.MergeOptions{Target: target, Specs: specs, Env: env, CacheDir: cacheDir,
-				Registry: in.registry, Epoch: epoch, Log: logf, KeepPayload: keepPayload}
+				Registry: in.registry, Epoch: epoch, Log: logf, KeepPayload: keepPayload, AllowPrivateFiles: in.AllowPrivateFiles}
 			for _, w := range winners {
 				v, err := bundle.ParseWinner(w)
 				if err != nil {
@@ -325,6 +327,7 @@ func installCommand() *cobra.Command {
 	cmd.Flags().StringArrayVar(&winners, "winner", nil, "conflict winner, vars or bundle=NAME (repeatable; see merge)")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", defaultCacheDir(), "cache of import outputs ($XENBUNDLE_CACHE)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only warnings and errors")
+	cmd.Flags().BoolVar(&in.AllowPrivateFiles, "allow-private-files", false, "accept a guest kernel, ramdisk or rootfs outside the deploy and unpack directories that others may not read (refused by default)")
 	return cmd
 }
 
