@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"runtime"
 	"syscall"
 )
@@ -24,11 +23,11 @@ const (
 type run struct {
 	off, n   int64
 	kind     runKind
-	f        *os.File // runData: file to read
-	fileSize int64    // runData: bytes past it read as zero
-	host     int64    // runData: file offset of off; runCompressed: offset in cluster
-	img      *Image   // runCompressed: owning image
-	desc     uint64   // runCompressed: L2 entry
+	f        source // runData: file to read
+	fileSize int64  // runData: bytes past it read as zero
+	host     int64  // runData: file offset of off; runCompressed: offset in cluster
+	img      *Image // runCompressed: owning image
+	desc     uint64 // runCompressed: L2 entry
 }
 
 // merger coalesces adjacent runs with the same source and passes them on.

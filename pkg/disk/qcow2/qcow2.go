@@ -222,7 +222,7 @@ type layer interface {
 // goroutines (ReadAt and Extents may be called in parallel).
 type Image struct {
 	path     string
-	f        *os.File
+	f        source
 	fileSize int64
 	hdr      Header
 
@@ -243,6 +243,13 @@ type Image struct {
 	scratch sync.Pool // *clusterScratch, for ReadAt of compressed clusters
 }
 
+// source is what an image is read from: its file, or memory (openSource).
+type source interface {
+	io.ReaderAt
+	io.Closer
+	Name() string
+}
+
 // Open opens the qcow2 image at path with default Options.
 func Open(path string) (*Image, error) {
 	return OpenOptions(path, Options{})
@@ -250,11 +257,19 @@ func Open(path string) (*Image, error) {
 
 // OpenOptions opens the qcow2 image at path, and its backing chain.
 func OpenOptions(path string, opts Options) (*Image, error) {
+	return openSource(path, nil, 0, opts)
+}
+
+// openSource is OpenOptions reading the image at path from src (size
+// bytes) instead of the file when src is not nil; backing files are still
+// files, found next to path. The fuzz test uses it to skip writing a file
+// per input.
+func openSource(path string, src source, size int64, opts Options) (*Image, error) {
 	depth := opts.MaxBackingDepth
 	if depth == 0 {
 		depth = DefaultMaxBackingDepth
 	}
-	c := &chain{opts: opts, depth: depth}
+	c := &chain{opts: opts, depth: depth, top: src, topSize: size}
 	if !opts.TrustBacking {
 		// The allowed roots, resolved once: the image's own directory and
 		// the extra ones. An unresolvable extra directory is an error
@@ -279,6 +294,9 @@ type chain struct {
 	opts  Options
 	depth int
 	roots []string // allowed directories, real paths (nil: TrustBacking)
+	// top, when set, is the first image's content (see openSource).
+	top     source
+	topSize int64
 }
 
 // realPath returns the absolute path of p with every symlink resolved.
@@ -350,9 +368,15 @@ func (c *chain) open(path string, seen []string) (*Image, error) {
 		}
 	}
 	seen = append(seen, key)
-	f, size, err := openFile(path)
-	if err != nil {
-		return nil, err
+	var f source
+	size := c.topSize
+	if len(seen) == 1 && c.top != nil {
+		f = c.top
+	} else {
+		var err error
+		if f, size, err = openFile(path); err != nil {
+			return nil, err
+		}
 	}
 	img := &Image{path: path, f: f, fileSize: size}
 	if err := img.readHeader(opts); err != nil {
