@@ -709,7 +709,7 @@ func (b *builder) descriptor() error {
 		Kernel:      rel(b.out.Kernel),
 		Dom0Cmdline: strings.Join(strings.Fields(fmt.Sprintf("console=%s %s root=%s rw", m.Dom0Console, m.Dom0CmdlineExtra, m.RootDev)), " "),
 		Initrd:      rel(b.out.Initramfs), RootDisk: rel(b.out.Rootfs), RootDiskFormat: "raw",
-		DiskInterface: m.DiskInterface, DiskDevice: m.DiskDevice, NetDevice: m.NetDevice, ExtraArgs: m.ExtraArgs, LoginUser: "root",
+		DiskInterface: m.DiskInterface, DiskDevice: m.DiskDevice, NetDevice: m.NetDevice, ConsoleNoise: m.ConsoleNoise, ExtraArgs: m.ExtraArgs, LoginUser: "root",
 		Markers: b.markers(),
 		Files: map[string]string{
 			"hypervisor": rel(b.out.Hypervisor), "kernel": rel(b.out.Kernel), "vmlinux": rel(b.out.Vmlinux), "guest_kernel": rel(b.out.GuestKernel),

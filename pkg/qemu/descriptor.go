@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -73,6 +74,12 @@ type Descriptor struct {
 	NetDevice string `json:"net_device,omitempty"`
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string `json:"extra_args,omitempty"`
+	// ConsoleNoise are regular expressions of console text that is not
+	// part of a dom0 command's output though it arrives in the middle of
+	// it: Xen's own messages on the serial console dom0 shares (e.g. Xen
+	// on Arm's vGIC messages at every guest's boot). VM.Run removes them
+	// from Result.Output; the log keeps them.
+	ConsoleNoise []string `json:"console_noise,omitempty"`
 	// LoginUser is sent when a "login:" prompt appears ("" = no login).
 	LoginUser string `json:"login_user,omitempty"`
 	// Markers maps boot phase names to substrings of serial lines; the
@@ -113,6 +120,11 @@ func (d *Descriptor) Validate() error {
 	}
 	if d.MemoryMB < 0 || d.SMP < 0 {
 		return fmt.Errorf("descriptor: negative memory_mb or smp")
+	}
+	for _, re := range d.ConsoleNoise {
+		if _, err := regexp.Compile(re); err != nil {
+			return fmt.Errorf("descriptor: console_noise %q: %v", re, err)
+		}
 	}
 	if strings.ContainsAny(d.DiskDevice, ", ") {
 		return fmt.Errorf("descriptor: disk_device %q: want a QEMU device model name such as virtio-blk-device (no commas or spaces)", d.DiskDevice)

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -300,6 +301,7 @@ type VM struct {
 	// set once the login completed.
 	fatal  string
 	booted bool
+	noise  []*regexp.Regexp
 }
 
 // Accel returns "kvm" or "tcg".
@@ -331,6 +333,9 @@ func Boot(ctx context.Context, d *Descriptor, o Options) (*VM, error) {
 		o.TCGScale = 4
 	}
 	vm := &VM{kvm: kvm, scale: 1, markers: d.Markers, seen: map[string]bool{}}
+	for _, re := range d.ConsoleNoise {
+		vm.noise = append(vm.noise, regexp.MustCompile(re)) // checked by Validate
+	}
 	if vm.markers == nil {
 		vm.markers = DefaultMarkers()
 	}
@@ -668,12 +673,20 @@ func (vm *VM) Run(ctx context.Context, cmd string) (Result, error) {
 	if si < 0 || ei < 0 || ei < si {
 		return Result{}, fmt.Errorf("run %q: markers not found in %q", cmd, seg)
 	}
-	out := seg[si+len(start)+1 : ei]
+	out := vm.denoise(seg[si+len(start)+1 : ei])
 	status, err := strconv.Atoi(strings.TrimSpace(seg[ei+len(end)+2:]))
 	if err != nil {
 		return Result{}, fmt.Errorf("run %q: bad status line in %q", cmd, seg[ei:])
 	}
 	return Result{Output: out, Status: status}, nil
+}
+
+// denoise removes the descriptor's console noise from command output.
+func (vm *VM) denoise(out string) string {
+	for _, re := range vm.noise {
+		out = re.ReplaceAllString(out, "")
+	}
+	return out
 }
 
 // Shutdown powers dom0 off (xendomains stops the guests from rcK) and waits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -146,6 +147,25 @@ func TestFatalConsole(t *testing.T) {
 	vm.mu.Unlock()
 	if _, err := vm.waitFor(context.Background(), 0, contains("login:")); err == nil || !strings.Contains(err.Error(), "Panic on CPU") {
 		t.Fatalf("err = %v, want the Xen panic", err)
+	}
+}
+
+// TestConsoleNoise: Xen's guest messages that arrive on the shared serial
+// console in the middle of a command's output (whole lines or inside one)
+// are removed with the qemuarm64 pattern; the rest stays.
+func TestConsoleNoise(t *testing.T) {
+	vm := &VM{noise: []*regexp.Regexp{regexp.MustCompile(`\(XEN\) d[0-9]+v[0-9]+[: ][^\n]*\n`)}}
+	for in, want := range map[string]string{
+		"(XEN) d5v0: vGICR: SGI: unhandled word write 0x000000ffffffff to ICACTIVER0\nhello\nrc=0\n": "hello\nrc=0\n",
+		"hello\nrc=(XEN) d12v1 Unhandled SMC/HVC: 0x84000050\n0\n":                                   "hello\nrc=0\n",
+		"(XEN) Xen version 4.17\n": "(XEN) Xen version 4.17\n",
+	} {
+		if got := vm.denoise(in); got != want {
+			t.Errorf("denoise(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if _, err := ParseDescriptor([]byte(`{"machine":"m","qemu_binary":"q","boot_method":"multiboot","hypervisor":"x","kernel":"k","cpu_tcg":"c","console_noise":["("]}`), "d.json"); err == nil || !strings.Contains(err.Error(), "console_noise") {
+		t.Errorf("bad console_noise accepted: %v", err)
 	}
 }
 
