@@ -116,6 +116,12 @@ func ParseReference(s string) (Reference, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	// A Docker Hub name gets "library/" in front: the repository must
+	// still be at most 255 characters, or the canonical name would not
+	// parse again.
+	if repo := r.Context().RepositoryStr(); len(repo) > 255 {
+		return bad("repository %q is %d characters, more than 255", repo, len(repo))
+	}
 	return Reference{Transport: Registry, ref: r}, nil
 }
 
