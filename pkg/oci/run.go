@@ -190,7 +190,7 @@ func checkUser(u string) error {
 func ParseEnvFile(source string, r io.Reader) ([]string, error) {
 	var out []string
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	sc.Buffer(make([]byte, 4<<10), 1<<20) // grows for long lines
 	for n := 1; sc.Scan(); n++ {
 		b := sc.Bytes()
 		if n == 1 {
