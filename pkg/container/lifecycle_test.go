@@ -438,9 +438,13 @@ func TestJSONLog(t *testing.T) {
 func FuzzReadLogs(f *testing.F) {
 	f.Add([]byte(`{"log":"a\n","stream":"stdout","time":"2024-01-01T00:00:00Z"}` + "\n" + `{"log":"b","stream":"stderr"`))
 	f.Add([]byte("\n\n{}\nnot json\n"))
+	// One file rewritten per input: a temporary directory per input (made
+	// and removed) took most of each exec.
+	p := filepath.Join(f.TempDir(), "log.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p := filepath.Join(t.TempDir(), "log.json")
-		os.WriteFile(p, b, 0o600)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		ReadLogs(context.Background(), p, LogOptions{Tail: 3}, io.Discard, io.Discard)
 		ReadLogs(context.Background(), p, LogOptions{Tail: -1}, io.Discard, io.Discard)
 	})
