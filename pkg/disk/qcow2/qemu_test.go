@@ -173,7 +173,7 @@ func TestRefusedByDesign(t *testing.T) {
 	}{
 		{"extended_l2", []string{"-o", "extended_l2=on"}, "extended L2"},
 		{"data_file", []string{"-o", "data_file=" + filepath.Join(dir, "data.raw")}, "external data file"},
-		{"luks", []string{"--object", "secret,id=sec0,data=abc", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"}, "encryption"},
+		{"luks", []string{"--object", "secret,id=sec0,data=abc", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200"}, "encryption"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
