@@ -115,8 +115,8 @@ func ZstdZeroTar(name string, size int64) []byte {
 	zeros := (size+511)/512*512 + 1024
 	var out bytes.Buffer
 	out.Write([]byte{0x28, 0xb5, 0x2f, 0xfd}) // magic
-	out.WriteByte(0x00)                        // no checksum, not single segment, no content size
-	out.WriteByte(7 << 3)                      // window 128 KiB
+	out.WriteByte(0x00)                       // no checksum, not single segment, no content size
+	out.WriteByte(7 << 3)                     // window 128 KiB
 	block := func(last bool, typ int, size int, data []byte) {
 		v := uint32(size)<<3 | uint32(typ)<<1
 		if last {

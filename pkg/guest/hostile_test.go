@@ -46,9 +46,9 @@ func TestC1ControlsRefused(t *testing.T) {
 // TestSplitDisks: blanks after commas split one xl disk spec into several.
 func TestSplitDisks(t *testing.T) {
 	for in, want := range map[string][]string{
-		"phy:/dev/sdb,xvdb,w":                         {"phy:/dev/sdb,xvdb,w"},
-		"phy:/dev/sdb, xvdb, w":                       {"phy:/dev/sdb,xvdb,w"},
-		"phy:/dev/sdb ,xvdb ,w file:/a.img,xvdc,r":    {"phy:/dev/sdb,xvdb,w", "file:/a.img,xvdc,r"},
+		"phy:/dev/sdb,xvdb,w":                        {"phy:/dev/sdb,xvdb,w"},
+		"phy:/dev/sdb, xvdb, w":                      {"phy:/dev/sdb,xvdb,w"},
+		"phy:/dev/sdb ,xvdb ,w file:/a.img,xvdc,r":   {"phy:/dev/sdb,xvdb,w", "file:/a.img,xvdc,r"},
 		" phy:/dev/sdb,  xvdb,w\tfile:/a.img, xvdc ": {"phy:/dev/sdb,xvdb,w", "file:/a.img,xvdc"},
 		"": nil,
 	} {

@@ -138,8 +138,8 @@ type node struct {
 
 // tarWalker holds the state of one sanitizing pass.
 type tarWalker struct {
-	ctx     context.Context
-	opt     Options
+	ctx context.Context
+	opt Options
 	// skipped names the previous entry when its content was left to
 	// tar.Reader.Next to skip, so that a truncation found there is
 	// reported against it.
