@@ -208,21 +208,12 @@ func isHex(s string) bool {
 // can cost seconds when apt rebuilds its binary cache). It fails if any
 // spec is unknown.
 func showAll(ctx context.Context, specs []string) ([]Package, error) {
-	args := append([]string{"show", "--no-all-versions"}, specs...)
-	out, err := run(ctx, "", "apt-cache", args...)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ParseControl(bytes.NewReader(out), "apt-cache show")
+	ps, err := showSome(ctx, specs)
 	if err != nil {
 		return nil, err
 	}
 	byName := map[string]Package{}
-	for _, s := range st {
-		p, err := PackageFromStanza(s, "apt-cache show")
-		if err != nil {
-			return nil, err
-		}
+	for _, p := range ps {
 		byName[p.Name] = p
 	}
 	res := make([]Package, len(specs))
